@@ -1,0 +1,154 @@
+using BigModel.Errors;
+using Microsoft.Win32.SafeHandles;
+
+namespace BigModel.Checkpoints;
+
+/// <summary>Receives one chunk of a tensor's bytes; the span is only valid during the call.</summary>
+public delegate void TensorChunkHandler(ReadOnlySpan<byte> chunk);
+
+/// <summary>
+/// Reads a tensor's bytes from its file in bounded chunks, whatever the checkpoint format: one sequential run for
+/// dense tensors, a gather along the strides for the strided views PyTorch archives may hold. Chunks always end on
+/// element boundaries, so converters can work chunk by chunk.
+/// </summary>
+public static class TensorData
+{
+    public const int DefaultChunkBytes = 8 << 20;
+
+    /// <summary>Streams <paramref name="tensor"/> in row-major order to <paramref name="handler"/>.</summary>
+    public static void Read(TensorInfo tensor, TensorChunkHandler handler, byte[]? buffer = null)
+    {
+        using var handle = Open(tensor.File);
+        Read(handle, tensor, handler, buffer);
+    }
+
+    /// <summary>As <see cref="Read(TensorInfo, TensorChunkHandler, byte[])"/> with a handle the caller keeps open.</summary>
+    public static void Read(SafeFileHandle handle, TensorInfo tensor, TensorChunkHandler handler, byte[]? buffer = null)
+    {
+        buffer ??= new byte[DefaultChunkBytes];
+        int elementBytes = Math.Max(1, tensor.DType.Bits() / 8);
+        int usable = buffer.Length / 8 * 8;
+        if (usable < 8) throw new ArgumentException("the buffer must hold at least 8 bytes.", nameof(buffer));
+        if (tensor.IsContiguous)
+        {
+            long remaining = tensor.ByteLength;
+            long position = tensor.DataOffset;
+            while (remaining > 0)
+            {
+                int n = (int)Math.Min(usable, remaining);
+                ReadExactly(handle, buffer.AsSpan(0, n), position, tensor);
+                handler(buffer.AsSpan(0, n));
+                position += n;
+                remaining -= n;
+            }
+            return;
+        }
+        ReadStrided(handle, tensor, elementBytes, buffer, usable, handler);
+    }
+
+    /// <summary>Reads a whole (small) tensor into a new array.</summary>
+    public static byte[] ReadAll(TensorInfo tensor)
+    {
+        if (tensor.ByteLength > Array.MaxLength)
+            throw new BigModelException(BigModelErrorCode.MemoryBudgetExceeded, $"{tensor.ByteLength} bytes do not fit one array.", tensor.File, tensor: tensor.Name);
+        var result = new byte[tensor.ByteLength];
+        int at = 0;
+        Read(tensor, chunk => { chunk.CopyTo(result.AsSpan(at)); at += chunk.Length; });
+        return result;
+    }
+
+    public static SafeFileHandle Open(string path)
+    {
+        try
+        {
+            return File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
+        }
+        catch (FileNotFoundException e)
+        {
+            throw new BigModelException(BigModelErrorCode.PathNotFound, "the weight file disappeared.", path, inner: e);
+        }
+        catch (IOException e)
+        {
+            throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, inner: e);
+        }
+    }
+
+    private static void ReadExactly(SafeFileHandle handle, Span<byte> destination, long position, TensorInfo tensor)
+    {
+        while (!destination.IsEmpty)
+        {
+            int n;
+            try
+            {
+                n = RandomAccess.Read(handle, destination, position);
+            }
+            catch (IOException e)
+            {
+                throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, tensor.File, position, tensor.Name, e);
+            }
+            if (n == 0)
+                throw new BigModelException(BigModelErrorCode.IoFailure, "the file ended before the tensor's data (was it truncated after opening?).", tensor.File, position, tensor.Name);
+            destination = destination[n..];
+            position += n;
+        }
+    }
+
+    private static void ReadStrided(SafeFileHandle handle, TensorInfo tensor, int elementBytes, byte[] buffer, int usable, TensorChunkHandler handler)
+    {
+        var shape = tensor.Shape;
+        var strides = tensor.Strides!;
+        int rank = shape.Count;
+        if (tensor.ElementCount == 0) return;
+        if (rank == 0)
+        {
+            ReadExactly(handle, buffer.AsSpan(0, elementBytes), tensor.DataOffset, tensor);
+            handler(buffer.AsSpan(0, elementBytes));
+            return;
+        }
+        long rowLength = shape[rank - 1];
+        long innerStride = strides[rank - 1];
+        var index = new long[rank];
+        int filled = 0;
+        var scratch = new byte[elementBytes];
+        while (true)
+        {
+            long rowStart = 0;
+            for (int d = 0; d < rank - 1; d++) rowStart += index[d] * strides[d];
+            for (long i = 0; i < rowLength;)
+            {
+                if (innerStride == 1)
+                {
+                    // A dense run: copy as much of it as the buffer takes.
+                    long take = Math.Min(rowLength - i, (usable - filled) / elementBytes);
+                    if (take > 0)
+                    {
+                        ReadExactly(handle, buffer.AsSpan(filled, (int)(take * elementBytes)), tensor.DataOffset + (rowStart + i) * elementBytes, tensor);
+                        filled += (int)(take * elementBytes);
+                        i += take;
+                    }
+                }
+                else
+                {
+                    ReadExactly(handle, scratch, tensor.DataOffset + (rowStart + i * innerStride) * elementBytes, tensor);
+                    scratch.CopyTo(buffer.AsSpan(filled));
+                    filled += elementBytes;
+                    i++;
+                }
+                if (usable - filled < elementBytes)
+                {
+                    handler(buffer.AsSpan(0, filled));
+                    filled = 0;
+                }
+            }
+            int dim = rank - 2;
+            while (dim >= 0)
+            {
+                if (++index[dim] < shape[dim]) break;
+                index[dim] = 0;
+                dim--;
+            }
+            if (dim < 0) break;
+        }
+        if (filled > 0) handler(buffer.AsSpan(0, filled));
+    }
+}
