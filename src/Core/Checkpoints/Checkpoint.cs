@@ -122,9 +122,10 @@ public sealed class Checkpoint
                 var tensorsByShard = new Dictionary<string, Dictionary<string, TensorInfo>>(StringComparer.Ordinal);
                 var files = new List<string>(shards.Count);
                 IReadOnlyDictionary<string, string>? metadata = null;
+                var folder = new ContainedFolder(directory);
                 foreach (var shard in shards)
                 {
-                    var shardPath = PathSafety.ResolveInside(directory, shard, file);
+                    var shardPath = folder.Resolve(shard, file);
                     if (!File.Exists(shardPath))
                         throw new BigModelException(BigModelErrorCode.IndexShardMissing, $"shard '{shard}' named in the weight_map does not exist.", file);
                     files.Add(shardPath);
