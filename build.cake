@@ -8,6 +8,7 @@
 //   Test        xunit + Pester (module, cmdlets, MSBuild project) and the summary line "N passed, N failed"
 //   Demo        the cmdlets on real models
 //   Bench       benchmarks, written to docs/benchmarks.md
+//   Fuzz        long mutation-fuzzing run (--iterations=100000 per format), written to docs/fuzz-results.md
 // Options
 //   --configuration=Release|Debug   (default Release)
 //   --torch-backend=cpu|cuda        libtorch flavour (default cpu; also TORCH_BACKEND)
@@ -179,6 +180,13 @@ Task("Bench").IsDependentOn("Build").Does(() =>
 {
     var code = Run("dotnet", $"run --project tools/Bench/BigModel.Bench.csproj -c {configuration} --no-build -- --report docs/benchmarks.md");
     if (code != 0) throw new Exception($"The benchmarks failed with exit code {code}.");
+});
+
+Task("Fuzz").IsDependentOn("Build").Does(() =>
+{
+    var iterations = Argument("iterations", 100_000);
+    var code = Run("dotnet", $"run --project tests/Fuzz/BigModel.Fuzz.csproj -c {configuration} --no-build -- --iterations {iterations} --findings tests/fuzz-regressions --minilm \"{fixturesDir.Combine("minilm")}\" --report docs/fuzz-results.md");
+    if (code != 0) throw new Exception("Fuzzing found inputs that end in an untyped failure, a hang or runaway allocation; see tests/fuzz-regressions.");
 });
 
 Task("Default").IsDependentOn("Build");

@@ -58,6 +58,9 @@ public sealed class ShardIndex
 
     public static ShardIndex Parse(ReadOnlySpan<byte> json, string path)
     {
+        // Utf8JsonReader checks string contents only when they are read; reject bad bytes before anything else.
+        if (!System.Text.Unicode.Utf8.IsValid(json))
+            throw new BigModelException(BigModelErrorCode.IndexNotJson, "the index is not valid UTF-8.", path);
         var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 64 });
         List<KeyValuePair<string, string>>? weightMap = null;
         long? totalSize = null;

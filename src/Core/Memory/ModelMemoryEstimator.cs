@@ -63,6 +63,20 @@ public static class ModelMemoryEstimator
     private static IReadOnlyList<ModelMemory> Estimate(string model, IReadOnlyList<SizedTensor> tensors, ModelConfig? config,
         ArchitectureSpec? spec, MemoryEstimateOptions? options, IReadOnlyList<string> notes)
     {
+        try
+        {
+            return EstimateChecked(model, tensors, config, spec, options, notes);
+        }
+        catch (OverflowException e)
+        {
+            throw new BigModelException(BigModelErrorCode.InvalidArgument,
+                "the sizes involved do not fit in 64 bits; check the context length, batch size and the config's dimensions.", config?.Path ?? model, inner: e);
+        }
+    }
+
+    private static IReadOnlyList<ModelMemory> EstimateChecked(string model, IReadOnlyList<SizedTensor> tensors, ModelConfig? config,
+        ArchitectureSpec? spec, MemoryEstimateOptions? options, IReadOnlyList<string> notes)
+    {
         options ??= new MemoryEstimateOptions();
         if (options.BatchSize < 1)
             throw new BigModelException(BigModelErrorCode.InvalidArgument, $"BatchSize must be at least 1, not {options.BatchSize}.");
