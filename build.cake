@@ -83,6 +83,9 @@ Task("Module").IsDependentOn("Build").Does(() =>
         OutputDirectory = moduleDir,
         MSBuildSettings = MSBuildProperties(),
     });
+    // MAML help from the cmdlets' documentation comments.
+    if (Pwsh($"-File build/New-ModuleHelp.ps1 -ModuleDirectory \"{moduleDir}\"") != 0)
+        throw new Exception("Generating the module's help failed.");
     Information("Module: Import-Module {0}", moduleDir.CombineWithFilePath("BigModel.psd1"));
 });
 

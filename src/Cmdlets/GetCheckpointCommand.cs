@@ -5,9 +5,25 @@ using BigModel.Errors;
 
 namespace BigModel.Cmdlets;
 
-/// <summary>
-/// <para type="synopsis">Describes a model checkpoint without loading its weights.</para>
-/// </summary>
+/// <summary>Describes a model checkpoint without loading its weights.</summary>
+/// <remarks>
+/// <para>Reads only the headers of a checkpoint: a single *.safetensors file, a sharded folder with a *.safetensors.index.json, a PyTorch pytorch_model.bin (read with an allowlist unpickler that never executes code), or a model folder resolved the way transformers does (model.safetensors, model.safetensors.index.json, pytorch_model.bin, pytorch_model.bin.index.json). config.json beside the weights is read too.</para>
+/// <para>The checkpoint object lists its files, format, architecture, parameter count, size and dtypes; its Tensors property holds every tensor (name, dtype, shape, bytes, file) in the model's forward order. Pipe it to Get-ModelMemory, Test-Checkpoint, Split-Checkpoint or New-DeviceMap.</para>
+/// <para>Every header is validated as the safetensors reference implementation does, and index entries that would leave the checkpoint folder are refused.</para>
+/// </remarks>
+/// <example>
+/// <code>Get-Checkpoint ./all-MiniLM-L6-v2</code>
+/// <para>Describes the checkpoint in a model folder.</para>
+/// </example>
+/// <example>
+/// <code>Get-Checkpoint ./Llama-2-7b-hf -Tensor -Name 'model.layers.0.*' | Sort-Object ByteLength -Descending</code>
+/// <para>Lists the tensors of the first decoder layer, largest first.</para>
+/// </example>
+/// <example>
+/// <code>Get-ChildItem ~/models -Directory | Get-Checkpoint -ErrorAction SilentlyContinue | Format-Table Path, Format, ParameterCount</code>
+/// <para>Surveys every model folder; folders that are not checkpoints are skipped.</para>
+/// </example>
+/// <returns>BigModel.Checkpoints.Checkpoint, or BigModel.Checkpoints.TensorInfo with -Tensor.</returns>
 [Cmdlet(VerbsCommon.Get, "Checkpoint", DefaultParameterSetName = CheckpointSet)]
 [OutputType(typeof(Checkpoint), ParameterSetName = [CheckpointSet])]
 [OutputType(typeof(TensorInfo), ParameterSetName = [TensorSet])]
@@ -20,6 +36,7 @@ public sealed class GetCheckpointCommand : BigModelCmdlet
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [Alias("FullName", "PSPath")]
     [ValidateNotNullOrEmpty]
+    [SupportsWildcards]
     public string[] Path { get; set; } = [];
 
     /// <summary>Emit the tensors instead of the checkpoint.</summary>

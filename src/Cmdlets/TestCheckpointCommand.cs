@@ -5,9 +5,25 @@ using BigModel.Errors;
 
 namespace BigModel.Cmdlets;
 
-/// <summary>
-/// <para type="synopsis">Validates a checkpoint: headers, offsets, index, paths and shapes; with -Deep every value.</para>
-/// </summary>
+/// <summary>Validates a checkpoint: headers, offsets, index, paths and shapes; with -Deep, every value.</summary>
+/// <remarks>
+/// <para>Performs every check Get-Checkpoint performs and collects all problems instead of stopping at the first: header size and syntax, dtypes, shapes and byte lengths, offsets that tile the data section exactly, index entries and their shards, tensors the index does not list, the declared total size, and agreement of tensor shapes with config.json.</para>
+/// <para>-Deep reads every tensor and counts NaN and infinite values in floating-point tensors; -Hash computes each weight file's SHA-256. Progress is reported while reading.</para>
+/// <para>A result object is always written. When the checkpoint is invalid an error is written too, with the first problem's stable error id, so -ErrorAction Stop and $? behave as scripts expect.</para>
+/// </remarks>
+/// <example>
+/// <code>Test-Checkpoint ./model -Deep -Hash</code>
+/// <para>Validates a checkpoint, reads all its values and hashes its files.</para>
+/// </example>
+/// <example>
+/// <code>Get-ChildItem ./shards/*.safetensors | Test-Checkpoint | Where-Object { -not $_.IsValid }</code>
+/// <para>Validates every shard file on its own and keeps the broken ones.</para>
+/// </example>
+/// <example>
+/// <code>try { Test-Checkpoint ./download -ErrorAction Stop } catch { "Rejected: $($_.FullyQualifiedErrorId)" }</code>
+/// <para>Stops a script on an invalid checkpoint.</para>
+/// </example>
+/// <returns>BigModel.Checkpoints.CheckpointValidationResult: IsValid, Problems, NonFiniteTensors, Hashes, BytesRead.</returns>
 [Cmdlet(VerbsDiagnostic.Test, "Checkpoint")]
 [OutputType(typeof(CheckpointValidationResult))]
 public sealed class TestCheckpointCommand : BigModelCmdlet
@@ -16,6 +32,7 @@ public sealed class TestCheckpointCommand : BigModelCmdlet
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [Alias("FullName", "PSPath")]
     [ValidateNotNullOrEmpty]
+    [SupportsWildcards]
     public string[] Path { get; set; } = [];
 
     /// <summary>Also read every tensor and count NaN and infinite values.</summary>

@@ -24,3 +24,26 @@ Describe 'The BigModel module' {
         Join-Path $folder $native | Should -Exist
     }
 }
+
+Describe 'Help' {
+    BeforeDiscovery {
+        Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
+        Import-BigModelUnderTest
+        $commands = (Get-Command -Module BigModel -CommandType Cmdlet).Name
+    }
+
+    It '<_> has a synopsis, a description, documented parameters and at least two examples' -ForEach $commands {
+        $help = Get-Help $_ -Full
+        $help.Synopsis | Should -Not -BeNullOrEmpty
+        $help.Synopsis | Should -Not -BeLike "$_*"   # not the auto-generated syntax line
+        $help.description.Text | Should -Not -BeNullOrEmpty
+        @($help.examples.example).Count | Should -BeGreaterOrEqual 2
+        foreach ($parameter in $help.parameters.parameter) {
+            $parameter.description.Text | Should -Not -BeNullOrEmpty -Because "-$($parameter.name) needs a description"
+        }
+    }
+
+    It 'ships the about_BigModel topic' {
+        (Get-Help about_BigModel | Out-String) | Should -Match 'SHORT DESCRIPTION'
+    }
+}
