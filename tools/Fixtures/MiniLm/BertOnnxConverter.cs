@@ -28,7 +28,7 @@ public static partial class BertOnnxConverter
         var linear = new Dictionary<string, (string Name, bool Transposed)>(StringComparer.Ordinal);
         foreach (var node in model.Nodes)
         {
-            if (node.OpType is not ("MatMul" or "Gemm") || node.Inputs.Count < 2) continue;
+            if (node.OpType is not ("MatMul" or "Gemm") || node.Inputs.Count < 2 || node.Outputs.Count < 1) continue;
             var weight = model.Initializer(node.Inputs[1]);
             if (weight is null || weight.Dims.Count != 2 || weight.DataType != OnnxDataType.Float) continue;
             string? bias = null;
@@ -61,6 +61,8 @@ public static partial class BertOnnxConverter
         foreach (var init in model.Initializers)
         {
             if (init.DataType != OnnxDataType.Float || init.Dims.Count == 0) continue;
+            if (init.Data.Length != init.ElementCount * 4)
+                throw new BigModelException(BigModelErrorCode.UnsupportedFormat, "the initializer has no data for its elements.", file, init.FileOffset, init.Name);
             ConvertedTensor tensor;
             if (linear.TryGetValue(init.Name, out var l))
             {
@@ -94,18 +96,28 @@ public static partial class BertOnnxConverter
     private static BertDimensions Dimensions(OnnxModel model, List<ConvertedTensor> tensors, string? file)
     {
         var byName = tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
-        long[] Shape(string name) => byName.TryGetValue(name, out var t)
-            ? t.Shape
+        long[] Shape(string name, int rank) => byName.TryGetValue(name, out var t)
+            ? t.Shape.Length == rank
+                ? t.Shape
+                : throw new BigModelException(BigModelErrorCode.UnsupportedFormat, $"the parameter has {t.Shape.Length} dimensions instead of {rank}.", file, tensor: name)
             : throw new BigModelException(BigModelErrorCode.UnsupportedFormat, "the graph has no such BERT parameter.", file, tensor: name);
 
-        var words = Shape("embeddings.word_embeddings.weight");
-        var positions = Shape("embeddings.position_embeddings.weight");
-        var types = Shape("embeddings.token_type_embeddings.weight");
+        var words = Shape("embeddings.word_embeddings.weight", 2);
+        var positions = Shape("embeddings.position_embeddings.weight", 2);
+        var types = Shape("embeddings.token_type_embeddings.weight", 2);
         int hidden = (int)words[1];
-        int layers = tensors.Select(t => LayerPattern().Match(t.Name)).Where(m => m.Success)
-            .Select(m => int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).DefaultIfEmpty(-1).Max() + 1;
+        var layerIndices = new HashSet<int>();
+        foreach (var m in tensors.Select(t => LayerPattern().Match(t.Name)).Where(m => m.Success))
+        {
+            if (!int.TryParse(m.Groups[1].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out int index) || index > 100_000)
+                throw new BigModelException(BigModelErrorCode.UnsupportedFormat, $"layer number '{m.Groups[1].Value}' is out of range.", file);
+            layerIndices.Add(index);
+        }
+        int layers = layerIndices.Count;
         if (layers == 0) throw new BigModelException(BigModelErrorCode.UnsupportedFormat, "the graph has no encoder.layer.N parameters.", file);
-        int intermediate = (int)Shape("encoder.layer.0.intermediate.dense.weight")[0];
+        if (layerIndices.Max() != layers - 1)
+            throw new BigModelException(BigModelErrorCode.UnsupportedFormat, $"the encoder layers are not numbered 0..{layers - 1}.", file);
+        int intermediate = (int)Shape("encoder.layer.0.intermediate.dense.weight", 2)[0];
 
         int headDim = AttentionHeadDim(model, file);
         if (headDim <= 0 || hidden % headDim != 0)
@@ -147,7 +159,7 @@ public static partial class BertOnnxConverter
     private static double LayerNormEpsilon(OnnxModel model, string? file)
     {
         var producers = ProducerOf(model);
-        foreach (var sqrt in model.Nodes.Where(n => n.OpType == "Sqrt"))
+        foreach (var sqrt in model.Nodes.Where(n => n.OpType == "Sqrt" && n.Inputs.Count == 1))
         {
             if (!producers.TryGetValue(sqrt.Inputs[0], out var add) || add.OpType != "Add") continue;
             foreach (var input in add.Inputs)

@@ -270,6 +270,14 @@ public sealed class OnnxModel
         else if (integers is not null) data = IntegersToBytes(integers, type, file, start, name);
         else data = ReadOnlyMemory<byte>.Empty;
 
+        long elements = 1;
+        foreach (var d in dims)
+        {
+            // Each dimension is below 2^31, so the product only needs checking against the largest real tensor.
+            elements *= d;
+            if (elements > 1L << 40)
+                throw new BigModelException(BigModelErrorCode.UnsupportedFormat, $"the tensor's dimensions [{string.Join(", ", dims)}] are implausibly large.", file, start, name);
+        }
         var tensor = new OnnxTensor(name, type, [.. dims], data, start);
         int size = type.ElementSize();
         if (size > 0 && data.Length != 0 && (ulong)data.Length != checked((ulong)tensor.ElementCount * (ulong)size))

@@ -4,9 +4,11 @@ using BigModel.Checkpoints;
 namespace BigModel.Fixtures.Synthetic;
 
 /// <summary>
-/// How tensors are split into shard files, the way transformers' save_pretrained does it: tensors in forward order,
+/// How tensors are split into shard files, greedily as transformers' save_pretrained does: tensors in forward order,
 /// a new shard whenever the next tensor would push the current one past the limit, a tensor larger than the limit
-/// alone in its own shard. One shard is written as model.safetensors with no index.
+/// alone in its own shard. Unlike save_pretrained, the current shard is closed before such a tensor rather than
+/// continued after it, so shard files follow the forward order and a sequential pass reads them in turn.
+/// One shard is written as model.safetensors with no index.
 /// </summary>
 public sealed class ShardPlan
 {
@@ -34,11 +36,6 @@ public sealed class ShardPlan
             foreach (var t in ordered)
             {
                 long bytes = t.ByteLength;
-                if (bytes > max)
-                {
-                    groups.Add([t]);
-                    continue;
-                }
                 if (current.Count > 0 && size + bytes > max)
                 {
                     groups.Add(current);
@@ -47,6 +44,12 @@ public sealed class ShardPlan
                 }
                 current.Add(t);
                 size += bytes;
+                if (size > max)
+                {
+                    groups.Add(current);
+                    current = [];
+                    size = 0;
+                }
             }
             if (current.Count > 0) groups.Add(current);
         }
