@@ -210,6 +210,18 @@ public sealed class LlamaFixtureTests : IDisposable
     }
 
     [Fact]
+    public void Generation_streams_without_allocating_in_proportion_to_the_model()
+    {
+        var options = new LlamaOptions { Hidden = 512, Intermediate = 1408, Layers = 8, Heads = 8, KvHeads = 8, Vocab = 8000, MaxShardSize = 60_000_000 };
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var result = LlamaFixture.Generate(_dir.Combine("streamed"), options);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(result.BytesWritten > 130_000_000);
+        // Two 4 MiB chunk buffers plus bookkeeping, against 136 MB of weights.
+        Assert.True(allocated < 24 << 20, $"{allocated:N0} bytes allocated to write {result.BytesWritten:N0}");
+    }
+
+    [Fact]
     public void Default_options_are_the_benchmark_model()
     {
         var tensors = LlamaFixture.Tensors(new LlamaOptions());

@@ -41,10 +41,9 @@ public sealed class Arguments
     {
         _used.Add(name);
         if (!_values.TryGetValue(name, out var v)) return false;
-        return v is null || v.Equals("true", StringComparison.OrdinalIgnoreCase) || v == "1"
-            || (!v.Equals("false", StringComparison.OrdinalIgnoreCase) && v != "0"
-                ? throw Invalid($"--{name} is a switch; use --{name} or --{name}=false.")
-                : false);
+        if (v is null || v == "1" || v.Equals("true", StringComparison.OrdinalIgnoreCase)) return true;
+        if (v == "0" || v.Equals("false", StringComparison.OrdinalIgnoreCase)) return false;
+        throw Invalid($"--{name} is a switch; use --{name} or --{name}=false.");
     }
 
     public string? String(string name)
