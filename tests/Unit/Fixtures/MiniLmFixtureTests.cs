@@ -137,6 +137,16 @@ public sealed class MiniLmFixtureTests
     }
 
     [Fact]
+    public void Long_inputs_are_truncated_to_the_position_table()
+    {
+        using var tokenizer = new Tokenizer(Path.Combine(Folder, "tokenizer.json"));
+        var ids = tokenizer.Encode(string.Join(" ", Enumerable.Repeat("word", 600)));
+        Assert.Equal(512, ids.Length);
+        Assert.Equal(101u, ids[0]);
+        Assert.Equal(102u, ids[^1]);
+    }
+
+    [Fact]
     public void A_complete_folder_is_reused_and_force_rebuilds_it()
     {
         using var dir = new TempDirectory();
