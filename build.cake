@@ -101,6 +101,12 @@ Task("BuildTasks").IsDependentOn("Build").Does(() =>
     });
 });
 
+Task("Fixtures").IsDependentOn("Build").Does(() =>
+{
+    var code = Run("dotnet", $"run --project tools/Fixtures/BigModel.Fixtures.csproj -c {configuration} --no-build -- minilm --out \"{fixturesDir.Combine("minilm")}\"");
+    if (code != 0) throw new Exception($"Laying out the MiniLM checkpoint failed with exit code {code}.");
+});
+
 Task("UnitTests").IsDependentOn("Build").Does(() =>
 {
     EnsureDirectoryExists(resultsDir);
@@ -173,7 +179,7 @@ Task("Test")
         throw new Exception("Tests failed: " + string.Join("; ", failures));
 });
 
-Task("Demo").IsDependentOn("Module").Does(() =>
+Task("Demo").IsDependentOn("Module").IsDependentOn("Fixtures").Does(() =>
 {
     var code = Pwsh($"-File demo/Demo.ps1 -ModulePath \"{moduleDir.CombineWithFilePath("BigModel.psd1")}\" -FixturesPath \"{fixturesDir}\"");
     if (code != 0) throw new Exception($"The demo failed with exit code {code}.");

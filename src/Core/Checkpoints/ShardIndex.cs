@@ -31,8 +31,9 @@ public sealed class ShardIndex
     /// <summary>Everything under "metadata".</summary>
     public IReadOnlyDictionary<string, JsonElement> Metadata { get; }
 
-    /// <summary>Shard file names in the order they first appear.</summary>
-    public IReadOnlyList<string> Shards => WeightMap.Select(p => p.Value).Distinct(StringComparer.Ordinal).ToList();
+    /// <summary>Shard file names in natural order (model-00001-of-00003 first), each once.</summary>
+    public IReadOnlyList<string> Shards =>
+        WeightMap.Select(p => p.Value).Distinct(StringComparer.Ordinal).Order(Architectures.NaturalOrder.Instance).ToList();
 
     public static ShardIndex Read(string path)
     {
