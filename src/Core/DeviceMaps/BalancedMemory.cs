@@ -38,30 +38,38 @@ public static class BalancedMemory
             }
         }
 
-        var sizes = tree.ComputeModuleSizes();
-        long total = sizes.GetValueOrDefault("");
+        var sized = tree.SizedNodes();
+        long total = tree.TotalBytes;
         long perGpu = total / (lowZero ? numDevices - 1 : numDevices);
 
+        // The first module of each no-split kind, in compute_module_sizes order.
         long buffer = 0;
         if (tree.NoSplitRules.Count > 0)
         {
             var firstOfKind = new Dictionary<int, long>();
-            foreach (var (name, size) in sizes)
+            foreach (var node in sized)
             {
-                if (name.Length == 0) continue;
-                var node = tree.Find(name);
-                if (node is null || node.IsTensor) continue;
-                foreach (var rule in node.NoSplitRules) firstOfKind.TryAdd(rule, size);
+                if (node.IsTensor || node.Parent is null) continue;
+                foreach (var rule in node.NoSplitRules) firstOfKind.TryAdd(rule, node.Size);
                 if (firstOfKind.Count == tree.NoSplitRules.Count) break;
             }
             if (firstOfKind.Count > 0) buffer = firstOfKind.Values.Max();
         }
 
-        var withoutTensors = Without(sizes, Leaves(sizes.Keys));
-        var leafModules = Leaves(withoutTensors.Keys);
+        // get_module_leaves twice: the first leaves are the tensors; once they are dropped, the leaves are the
+        // modules none of whose submodules has a size.
+        var hasSizedSubmodule = new bool[tree.Nodes.Count];
+        foreach (var node in sized)
+            if (!node.IsTensor && node.Parent is { Parent: not null } parent) hasSizedSubmodule[parent.PreOrder] = true;
         long leafSum = 0;
-        foreach (var l in leafModules) leafSum = MaxMemory.SaturatingAdd(leafSum, withoutTensors[l]);
-        long meanLeaves = (long)(leafSum / (double)Math.Max(leafModules.Count, 1));
+        int leafCount = 0;
+        foreach (var node in sized)
+        {
+            if (node.IsTensor || node.Parent is null || hasSizedSubmodule[node.PreOrder]) continue;
+            leafSum = MaxMemory.SaturatingAdd(leafSum, node.Size);
+            leafCount++;
+        }
+        long meanLeaves = (long)(leafSum / (double)Math.Max(leafCount, 1));
         buffer = (long)(1.25 * Math.Max(buffer, meanLeaves));
         perGpu = MaxMemory.SaturatingAdd(perGpu, buffer);
 
@@ -84,29 +92,6 @@ public static class BalancedMemory
         log?.Add($"Balancing over {numDevices} GPU(s): model {Size(total)}, share {Size(total / (lowZero ? numDevices - 1 : numDevices))} per GPU plus a margin of {Size(buffer)} (1.25 × the larger of the first no-split block and the mean leaf module, {Size(meanLeaves)}).");
         var result = MaxMemory.Create(memory, maxMemory.IsDetected);
         log?.Add($"Balanced budgets: {result}.");
-        return result;
-    }
-
-    /// <summary>Accelerate's get_module_leaves: names with no child name in the set (the root excluded).</summary>
-    private static List<string> Leaves(IEnumerable<string> names)
-    {
-        var list = names as IReadOnlyCollection<string> ?? names.ToList();
-        var hasChild = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var name in list)
-        {
-            int dot = name.LastIndexOf('.');
-            if (name.Length == 0 || dot < 0) continue;
-            hasChild.Add(name[..dot]);
-        }
-        return list.Where(n => n.Length > 0 && !hasChild.Contains(n)).ToList();
-    }
-
-    private static Dictionary<string, long> Without(IReadOnlyDictionary<string, long> sizes, List<string> remove)
-    {
-        var drop = new HashSet<string>(remove, StringComparer.Ordinal);
-        var result = new Dictionary<string, long>(sizes.Count, StringComparer.Ordinal);
-        foreach (var (k, v) in sizes)
-            if (!drop.Contains(k)) result[k] = v;
         return result;
     }
 

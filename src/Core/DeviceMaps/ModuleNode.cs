@@ -8,9 +8,11 @@ namespace BigModel.DeviceMaps;
 /// </summary>
 public sealed class ModuleNode
 {
-    private readonly List<ModuleNode> _parameters = [];
-    private readonly List<ModuleNode> _buffers = [];
-    private readonly List<ModuleNode> _modules = [];
+    // Tensors have no parts and most modules have no buffers, so the lists are made on first use.
+    private static readonly ModuleNode[] None = [];
+    private List<ModuleNode>? _parameters;
+    private List<ModuleNode>? _buffers;
+    private List<ModuleNode>? _modules;
 
     internal ModuleNode(string name, ModuleNode? parent, bool isTensor, TensorInfo? tensor, bool isBuffer)
     {
@@ -64,22 +66,22 @@ public sealed class ModuleNode
     public IReadOnlyList<int> NoSplitRules { get; internal set; } = [];
 
     /// <summary>Direct parameters, in forward order.</summary>
-    public IReadOnlyList<ModuleNode> Parameters => _parameters;
+    public IReadOnlyList<ModuleNode> Parameters => (IReadOnlyList<ModuleNode>?)_parameters ?? None;
 
     /// <summary>Direct buffers, in forward order.</summary>
-    public IReadOnlyList<ModuleNode> Buffers => _buffers;
+    public IReadOnlyList<ModuleNode> Buffers => (IReadOnlyList<ModuleNode>?)_buffers ?? None;
 
     /// <summary>Direct submodules, in forward order.</summary>
-    public IReadOnlyList<ModuleNode> Modules => _modules;
+    public IReadOnlyList<ModuleNode> Modules => (IReadOnlyList<ModuleNode>?)_modules ?? None;
 
     /// <summary>
     /// True when the planner may replace the module by its parts: a module with submodules that no rule keeps whole
     /// (Accelerate never splits a module made of tensors only).
     /// </summary>
-    public bool CanSplit => !IsTensor && _modules.Count > 0 && !IsNoSplit;
+    public bool CanSplit => !IsTensor && _modules is { Count: > 0 } && !IsNoSplit;
 
     /// <summary>A "layer" in get_max_layer_size's sense: a tensor, a module without submodules, or a no-split block.</summary>
-    public bool IsLayer => IsTensor || _modules.Count == 0 || IsNoSplit;
+    public bool IsLayer => IsTensor || _modules is not { Count: > 0 } || IsNoSplit;
 
     /// <summary>Position in the tree's pre-order; the subtree spans [PreOrder, SubtreeEnd).</summary>
     public int PreOrder { get; internal set; }
@@ -97,17 +99,17 @@ public sealed class ModuleNode
     /// buffers. Accelerate leaves those buffers out, which leaves them without a device in the map; they are kept
     /// here so the map covers every tensor.
     /// </summary>
-    public IEnumerable<ModuleNode> SplitParts() => _parameters.Concat(_modules).Concat(_buffers);
+    public IEnumerable<ModuleNode> SplitParts() => Parameters.Concat(Modules).Concat(Buffers);
 
-    internal int PartCount => _parameters.Count + _modules.Count + _buffers.Count;
+    internal int PartCount => Parameters.Count + Modules.Count + Buffers.Count;
 
     internal void AddTensor(ModuleNode tensor)
     {
-        if (tensor.IsBuffer) _buffers.Add(tensor);
-        else _parameters.Add(tensor);
+        if (tensor.IsBuffer) (_buffers ??= []).Add(tensor);
+        else (_parameters ??= []).Add(tensor);
     }
 
-    internal void AddModule(ModuleNode module) => _modules.Add(module);
+    internal void AddModule(ModuleNode module) => (_modules ??= []).Add(module);
 
     public override string ToString() => Name.Length == 0 ? "(model)" : Name;
 }

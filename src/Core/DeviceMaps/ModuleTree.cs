@@ -75,12 +75,16 @@ public sealed class ModuleTree
     /// </summary>
     public static bool IsWellKnownBuffer(string tensorName)
     {
-        int dot = tensorName.LastIndexOf('.');
-        var leaf = dot < 0 ? tensorName : tensorName[(dot + 1)..];
-        if (WellKnownBufferNames.Contains(leaf)) return true;
-        return leaf == "bias" && (tensorName == "attn.bias" || tensorName.EndsWith(".attn.bias", StringComparison.Ordinal))
-            && !tensorName.Contains(".c_attn.", StringComparison.Ordinal);
+        var name = tensorName.AsSpan();
+        int dot = name.LastIndexOf('.');
+        var leaf = dot < 0 ? name : name[(dot + 1)..];
+        if (BufferLookup.Contains(leaf)) return true;
+        return leaf.SequenceEqual("bias") && (name.SequenceEqual("attn.bias") || name.EndsWith(".attn.bias", StringComparison.Ordinal))
+            && !name.Contains(".c_attn.", StringComparison.Ordinal);
     }
+
+    private static readonly HashSet<string>.AlternateLookup<ReadOnlySpan<char>> BufferLookup =
+        ((HashSet<string>)WellKnownBufferNames).GetAlternateLookup<ReadOnlySpan<char>>();
 
     /// <summary>Builds the tree from <paramref name="tensors"/>, whose order becomes the order of modules and tensors.</summary>
     public static ModuleTree Build(IReadOnlyList<TensorInfo> tensors, ModuleTreeOptions? options = null)
@@ -88,7 +92,7 @@ public sealed class ModuleTree
         options ??= new ModuleTreeOptions();
         var isBuffer = options.IsBuffer ?? IsWellKnownBuffer;
         var root = new ModuleNode("", null, false, null, false);
-        var byName = new Dictionary<string, ModuleNode>(tensors.Count * 2, StringComparer.Ordinal) { [""] = root };
+        var byName = new Dictionary<string, ModuleNode>(tensors.Count * 3, StringComparer.Ordinal) { [""] = root };
         var notes = new List<string>();
 
         foreach (var tensor in tensors)
@@ -113,24 +117,36 @@ public sealed class ModuleTree
     /// </summary>
     public IReadOnlyDictionary<string, long> ComputeModuleSizes(bool buffersOnly = false)
     {
-        var sizes = new OrderedDictionary<string, long>(StringComparer.Ordinal);
+        var sizes = new OrderedDictionary<string, long>(Nodes.Count, StringComparer.Ordinal);
+        foreach (var node in SizedNodes(buffersOnly)) sizes.Add(node.Name, buffersOnly ? node.BufferSize : node.Size);
+        return sizes;
+    }
+
+    /// <summary>
+    /// The nodes <see cref="ComputeModuleSizes"/> has keys for, in its order: Accelerate walks the parameters in
+    /// pre-order, then the buffers, and each tensor enters the dictionary after the modules above it.
+    /// </summary>
+    public IReadOnlyList<ModuleNode> SizedNodes(bool buffersOnly = false)
+    {
+        var seen = new bool[Nodes.Count];
+        var order = new List<ModuleNode>(Nodes.Count);
         var chain = new List<ModuleNode>(16);
         void Add(ModuleNode tensor)
         {
             chain.Clear();
-            for (var n = tensor; n is not null; n = n.Parent) chain.Add(n);
-            long size = tensor.Size;
+            for (var n = tensor; n is not null && !seen[n.PreOrder]; n = n.Parent) chain.Add(n);
             for (int i = chain.Count - 1; i >= 0; i--)
             {
-                var name = chain[i].Name;
-                sizes[name] = sizes.TryGetValue(name, out var s) ? s + size : size;
+                seen[chain[i].PreOrder] = true;
+                order.Add(chain[i]);
             }
         }
-        foreach (var node in Nodes)
-            if (node.IsTensor && !node.IsBuffer && !buffersOnly && Counts(node)) Add(node);
+        if (!buffersOnly)
+            foreach (var node in Nodes)
+                if (node.IsTensor && !node.IsBuffer && Counts(node)) Add(node);
         foreach (var node in Nodes)
             if (node.IsTensor && node.IsBuffer && Counts(node)) Add(node);
-        return sizes;
+        return order;
     }
 
     private static bool Counts(ModuleNode tensor) => tensor.Tensor is not null && !tensor.IsTiedDuplicate;
@@ -173,24 +189,28 @@ public sealed class ModuleTree
                 ? "the tensor is given twice."
                 : "the name is both a tensor and the module of other tensors.", tensor: name);
         int dot = name.LastIndexOf('.');
-        var parent = dot < 0 ? byName[""] : GetOrCreateModule(byName, name[..dot], name);
+        var parent = dot < 0 ? byName[""] : GetOrCreateModule(byName, name, dot);
         var node = new ModuleNode(name, parent, true, tensor, isBuffer);
         parent.AddTensor(node);
         byName[name] = node;
         return node;
     }
 
-    private static ModuleNode GetOrCreateModule(Dictionary<string, ModuleNode> byName, string path, string tensorName)
+    /// <summary>The module named by the first <paramref name="length"/> characters of <paramref name="tensorName"/>, created with its ancestors when new.</summary>
+    private static ModuleNode GetOrCreateModule(Dictionary<string, ModuleNode> byName, string tensorName, int length)
     {
-        if (byName.TryGetValue(path, out var existing))
+        // Siblings share their module, so looking it up by span avoids a string per tensor.
+        var lookup = byName.GetAlternateLookup<ReadOnlySpan<char>>();
+        if (lookup.TryGetValue(tensorName.AsSpan(0, length), out var existing))
         {
             if (existing.IsTensor)
                 throw new BigModelException(BigModelErrorCode.DeviceMapModuleConflict,
-                    $"'{path}' is a tensor, so it cannot also be the module of '{tensorName}'.", tensor: tensorName);
+                    $"'{existing.Name}' is a tensor, so it cannot also be the module of '{tensorName}'.", tensor: tensorName);
             return existing;
         }
+        var path = tensorName[..length];
         int dot = path.LastIndexOf('.');
-        var parent = dot < 0 ? byName[""] : GetOrCreateModule(byName, path[..dot], tensorName);
+        var parent = dot < 0 ? byName[""] : GetOrCreateModule(byName, tensorName, dot);
         var module = new ModuleNode(path, parent, false, null, false);
         parent.AddModule(module);
         byName[path] = module;

@@ -36,7 +36,9 @@ public sealed class NoSplitRule
     public static IReadOnlyList<NoSplitRule> FromArchitecture(ArchitectureSpec spec) =>
         spec.NoSplitPatterns.Select(p =>
         {
-            var regex = Compiled.GetOrAdd(p, static s => new Regex(s, RegexOptions.CultureInvariant | RegexOptions.Compiled));
+            // Whether a match exists does not depend on the scan direction; scanning from the end fails fast on
+            // the many module names that do not end the way a block name does.
+            var regex = Compiled.GetOrAdd(p, static s => new Regex(s, RegexOptions.CultureInvariant | RegexOptions.Compiled | RegexOptions.RightToLeft));
             return new NoSplitRule($"{spec.Family}: /{p}/", regex.IsMatch);
         }).ToList();
 
