@@ -42,7 +42,7 @@ public static class DeviceMapChart
         double scale = BarWidth / scaleMax;
 
         int legendTop = Top + rows.Count * RowHeight + 10;
-        int height = legendTop + 30 + ((rows.Count + 3) / 4) * 22;
+        int height = legendTop + 30 + ((rows.Count + 2) / 3) * 22;
         var svg = new StringBuilder();
         svg.Append(CultureInfo.InvariantCulture, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{Width}\" height=\"{height}\" viewBox=\"0 0 {Width} {height}\" font-family=\"Segoe UI, Helvetica, Arial, sans-serif\" font-size=\"12\">\n");
         svg.Append("<defs><pattern id=\"reserved\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"#f4f4f4\"/><line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"#b0b0b0\" stroke-width=\"2\"/></pattern></defs>\n");
@@ -92,15 +92,23 @@ public static class DeviceMapChart
             svg.Append("</g>\n");
         }
 
-        for (int r = 0; r < rows.Count; r++)
+        // Legend entries flow left to right and wrap, sized by their text.
+        double lx = 20;
+        int ly = legendTop + 16;
+        foreach (var d in rows)
         {
-            var d = rows[r];
-            int lx = 20 + (r % 4) * 240;
-            int ly = legendTop + 16 + (r / 4) * 22;
             var (fill, _) = Colours(d.Device);
-            svg.Append(CultureInfo.InvariantCulture, $"<rect x=\"{lx}\" y=\"{ly - 11}\" width=\"14\" height=\"14\" fill=\"{fill}\"/>");
             var share = d.Share is double s ? $" ({(s * 100).ToString("0.#", CultureInfo.InvariantCulture)}%)" : "";
-            svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{lx + 20}\" y=\"{ly}\" fill=\"#333\">{Escape($"{d.Device}: {d.Modules.Count} entr{(d.Modules.Count == 1 ? "y" : "ies")}{(sized ? ", " + ByteSize.Format(d.UsedBytes ?? 0) : "")}{share}")}</text>\n");
+            var text = $"{d.Device}: {d.Modules.Count} entr{(d.Modules.Count == 1 ? "y" : "ies")}{(sized ? ", " + ByteSize.Format(d.UsedBytes ?? 0) : "")}{share}";
+            double width = 20 + text.Length * CharWidth + 24;
+            if (lx > 20 && lx + width > Width - 10)
+            {
+                lx = 20;
+                ly += 22;
+            }
+            svg.Append(CultureInfo.InvariantCulture, $"<rect x=\"{F(lx)}\" y=\"{ly - 11}\" width=\"14\" height=\"14\" fill=\"{fill}\"/>");
+            svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{F(lx + 20)}\" y=\"{ly}\" fill=\"#333\">{Escape(text)}</text>\n");
+            lx += width;
         }
         svg.Append("</svg>\n");
         return svg.ToString();

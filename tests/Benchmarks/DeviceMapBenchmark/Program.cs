@@ -8,6 +8,18 @@ using BigModel.DeviceMaps;
 // float16) with N decoder layers and reports wall-clock times. The tensor list is sorted once beforehand, as
 // Checkpoint.Open does when a checkpoint is opened; everything after that (tree, sizes, balancing, placement,
 // cleaning, summary and the explanation log) is timed.
+if (args.Length >= 3 && args[0] == "chart")
+{
+    // Draws the plan of a real checkpoint: chart <checkpoint> <out.svg|out.html> [budget as JSON].
+    var budget = args.Length > 3 ? MaxMemory.FromJson(args[3]) : null;
+    var planned = DeviceMapPlanner.Plan(Checkpoint.Open(args[1]), new DeviceMapOptions { MaxMemory = budget });
+    DeviceMapChart.Save(planned, args[2]);
+    foreach (var line in planned.Log) Console.WriteLine(line);
+    foreach (var line in planned.Warnings) Console.WriteLine("WARNING: " + line);
+    Console.WriteLine(planned.ToJson());
+    return;
+}
+
 int layers = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 1000;
 int runs = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 50;
 

@@ -153,6 +153,22 @@ public sealed class DeviceMapPlannerTests : IDisposable
     }
 
     [Fact]
+    public void A_model_without_tensors_gives_an_empty_map()
+    {
+        var map = DeviceMapPlanner.Plan([], options: new DeviceMapOptions { MaxMemory = Budget((0, 100)) });
+        Assert.Equal(0, map.Count);
+        Assert.Equal("{}", map.ToJson(indented: false));
+        Assert.Equal(0, map.TotalBytes);
+    }
+
+    [Fact]
+    public void Disk_budget_is_not_enforced_but_reported()
+    {
+        var map = DeviceMapPlanner.Plan(ModelForTest(), options: new DeviceMapOptions { MaxMemory = Budget(("cpu", 150), ("disk", 10)) });
+        Assert.Contains(map.Warnings, w => w.StartsWith("Disk offload needs 236 B but the disk budget is 10 B", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Negative_reserve_is_rejected()
     {
         var e = Assert.Throws<BigModelException>(() => DeviceMapPlanner.Plan(ModelForTest(), options: new DeviceMapOptions { MaxMemory = Budget(("cpu", 1)), Reserve = -1 }));
