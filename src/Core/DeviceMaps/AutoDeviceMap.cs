@@ -238,7 +238,11 @@ public static class AutoDeviceMap
         for (int i = node.PreOrder; i < node.PreOrder + node.SubtreeCount; i++) layers.Remove(tree.Nodes[i]);
     }
 
-    /// <summary>Tensors tied to something inside <paramref name="node"/> but lying outside it, group by group.</summary>
+    /// <summary>
+    /// Tensors tied to something inside <paramref name="node"/> but lying outside it, group by group. "Inside" is
+    /// the subtree, which is what Accelerate's test <c>name + "." in k + "."</c> intends; as a substring test it
+    /// would also match a module whose name merely contains the other's (module "1" inside "layers.1.weight").
+    /// </summary>
     private static void CollectTiedOutside(IReadOnlyList<IReadOnlyList<ModuleNode>> groups, ModuleNode node, List<ModuleNode> into)
     {
         into.Clear();

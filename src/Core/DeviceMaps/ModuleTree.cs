@@ -151,7 +151,11 @@ public sealed class ModuleTree
 
     private static bool Counts(ModuleNode tensor) => tensor.Tensor is not null && !tensor.IsTiedDuplicate;
 
-    /// <summary>Bytes of one tensor under Accelerate's dtype rules: integer and bool tensors keep their size, float ones shrink to the target.</summary>
+    /// <summary>
+    /// Bytes of one tensor under Accelerate's dtype rules: integer and bool tensors keep their size, every other
+    /// type (float, complex) shrinks to the target when wider, and a special dtype sets the size outright. Bool
+    /// counts its stored byte per element, where Accelerate's dtype_byte_size counts one bit.
+    /// </summary>
     public static long TensorBytes(TensorInfo tensor, DType? dtype, DType? special = null)
     {
         if (special is DType sp) return Bytes(tensor.ElementCount, sp.Bits());

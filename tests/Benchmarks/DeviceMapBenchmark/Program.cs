@@ -38,7 +38,8 @@ var scenarios = new (string Name, DeviceMapOptions Options)[]
 foreach (var (name, options) in scenarios)
 {
     DeviceMap map = null!;
-    for (int i = 0; i < 5; i++) map = DeviceMapPlanner.Plan(tensors, ArchitectureCatalog.Llama, null, options);
+    // Enough warm-up runs for tiered compilation to settle.
+    for (int i = 0; i < 30; i++) map = DeviceMapPlanner.Plan(tensors, ArchitectureCatalog.Llama, null, options);
     var times = new double[runs];
     double cpuBefore = Breakdown.Cpu();
     for (int i = 0; i < runs; i++)
