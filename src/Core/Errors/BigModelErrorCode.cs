@@ -93,4 +93,13 @@ public enum BigModelErrorCode
     TokenizerMissing = 1901,
     Cancelled = 1902,
     TorchUnavailable = 1903,
+
+    // 2000-2099: device maps (planning, reading and checking maps)
+    DeviceMapInvalidModuleName = 2000,
+    DeviceMapModuleConflict = 2001,
+    DeviceMapInvalidPattern = 2002,
+    DeviceMapDuplicateDevice = 2003,
+    DeviceMapTiedParameterInvalid = 2004,
+    DeviceMapUncoveredTensors = 2005,
+    DeviceMapTooLarge = 2006,
 }
