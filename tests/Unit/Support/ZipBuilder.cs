@@ -19,6 +19,8 @@ public sealed class ZipBuilder
         /// <summary>Name written in the local header instead of <see cref="Name"/>.</summary>
         public string? LocalName { get; init; }
         public ushort? LocalMethod { get; init; }
+        /// <summary>Compression method written in both headers instead of the real one (the data is left as is).</summary>
+        public ushort? MethodOverride { get; init; }
         public long? DeclaredCompressedSize { get; init; }
         public long? DeclaredUncompressedSize { get; init; }
         public uint? DeclaredCrc { get; init; }
@@ -83,7 +85,7 @@ public sealed class ZipBuilder
             var name = Encoding.UTF8.GetBytes(e.Name);
             var localName = Encoding.UTF8.GetBytes(e.LocalName ?? e.Name);
             var payload = e.Deflate ? Compress(e.Data) : e.Data;
-            ushort method = (ushort)(e.Deflate ? 8 : 0);
+            ushort method = e.MethodOverride ?? (ushort)(e.Deflate ? 8 : 0);
             uint crc = e.DeclaredCrc ?? Crc(e.Data);
             long csize = e.DeclaredCompressedSize ?? payload.Length;
             long usize = e.DeclaredUncompressedSize ?? e.Data.Length;

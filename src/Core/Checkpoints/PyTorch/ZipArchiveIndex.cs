@@ -61,7 +61,7 @@ internal sealed class ZipArchiveIndex
 
     /// <summary>True when <paramref name="head"/> (the file's first bytes) starts like a zip archive.</summary>
     public static bool LooksLikeZip(ReadOnlySpan<byte> head) =>
-        head.Length >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(head) is LocalHeaderSignature or EndSignature;
+        head.Length >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(head) is LocalHeaderSignature or EndSignature or Zip64EndSignature;
 
     public static ZipArchiveIndex Read(SafeFileHandle handle, long fileLength, string path, PyTorchLimits limits)
     {
