@@ -2,8 +2,8 @@ namespace BigModel.Checkpoints.PyTorch;
 
 /// <summary>
 /// A Python dict (or OrderedDict / Counter) built by the restricted unpickler: insertion-ordered, and assigning an
-/// existing key replaces its value in place, as Python does. Keys are compared by value for str, int, float and
-/// bytes, and by identity otherwise, so no key comparison ever walks a nested value.
+/// existing key replaces its value in place, as Python does. Keys are compared by value for str, int and float,
+/// and by identity otherwise, so no key comparison ever walks a nested value.
 /// </summary>
 internal sealed class PyDict
 {

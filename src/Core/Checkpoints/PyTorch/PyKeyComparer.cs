@@ -4,7 +4,8 @@ namespace BigModel.Checkpoints.PyTorch;
 
 /// <summary>
 /// Dict-key equality for unpickled values. Hashes go through <see cref="HashCode"/> and the ordinal string hash,
-/// both seeded per process, so a file cannot choose colliding keys to make dict building quadratic.
+/// both seeded per process, so a file cannot choose colliding keys to make dict building quadratic. Bytes keys
+/// (never used by state dicts) compare by identity, so no key comparison costs more than one string's length.
 /// </summary>
 internal sealed class PyKeyComparer : IEqualityComparer<object>
 {
@@ -19,7 +20,6 @@ internal sealed class PyKeyComparer : IEqualityComparer<object>
             (long a, long b) => a == b,
             (BigInteger a, BigInteger b) => a == b,
             (double a, double b) => a.Equals(b),
-            (byte[] a, byte[] b) => a.AsSpan().SequenceEqual(b),
             _ => false,
         };
     }
@@ -32,12 +32,6 @@ internal sealed class PyKeyComparer : IEqualityComparer<object>
             case long l: return HashCode.Combine(l);
             case BigInteger b: return HashCode.Combine(b);
             case double d: return HashCode.Combine(d);
-            case byte[] bytes:
-            {
-                var h = new HashCode();
-                h.AddBytes(bytes);
-                return h.ToHashCode();
-            }
             default: return System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(obj);
         }
     }

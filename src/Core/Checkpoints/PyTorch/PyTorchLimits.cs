@@ -19,7 +19,10 @@ public sealed record PyTorchLimits
     /// <summary>Most pickle opcodes executed.</summary>
     public long MaxOperations { get; init; } = 200_000_000;
 
-    /// <summary>Most container items copied in total by tuple/list/dict building, so memoised containers cannot be copied over and over.</summary>
+    /// <summary>
+    /// Most units of repeatable work: container items copied by tuple/list/dict building and characters hashed as
+    /// dict keys or encoded, so memoised containers and strings cannot be reused over and over.
+    /// </summary>
     public long MaxCopiedItems { get; init; } = 200_000_000;
 
     /// <summary>Most distinct memo slots.</summary>

@@ -45,9 +45,6 @@ internal sealed class RestrictedUnpickler
         _persistentLoad = persistentLoad;
     }
 
-    /// <summary>The protocol named by the last PROTO opcode (0 when there is none).</summary>
-    public int Protocol { get; private set; }
-
     /// <summary>Runs the pickle to its STOP opcode and returns the value it leaves.</summary>
     public object? Load()
     {
@@ -90,7 +87,6 @@ internal sealed class RestrictedUnpickler
                 int protocol = ReadByte();
                 if (protocol > HighestProtocol)
                     throw _context.Error(BigModelErrorCode.PickleUnsupportedProtocol, $"pickle protocol {protocol} is not supported (0 to {HighestProtocol} are).", _opStart);
-                Protocol = protocol;
                 break;
             }
             case Frame:
@@ -360,7 +356,7 @@ internal sealed class RestrictedUnpickler
                 return args.Length switch
                 {
                     0 => Array.Empty<byte>(),
-                    1 when args[0] is byte[] bytes => bytes.ToArray(),
+                    1 when args[0] is byte[] bytes => CopyBytes(bytes),
                     2 or 3 => Encode(args[0], args[1], "bytearray"),
                     // bytearray(n) would allocate n bytes chosen by the file.
                     _ => throw Malformed($"bytearray is only accepted with bytes or a string and its encoding, got {DescribeArgs(args)}."),
@@ -474,7 +470,10 @@ internal sealed class RestrictedUnpickler
         {
             Count(other.Count);
             for (int i = 0; i < other.Count; i++)
+            {
+                ChargeKey(other.KeyAt(i));
                 if (!dict.Set(other.KeyAt(i), other.ValueAt(i))) throw Malformed($"{function} got an unhashable key.");
+            }
             return;
         }
         var pairs = Iterable(source, function);
@@ -483,6 +482,7 @@ internal sealed class RestrictedUnpickler
         {
             if (pair is not object?[] { Length: 2 } kv)
                 throw Malformed($"{function} needs (key, value) pairs, got {TypeName(pair)}.");
+            ChargeKey(kv[0]);
             if (!dict.Set(kv[0], kv[1])) throw Malformed($"{function} got an unhashable key ({TypeName(kv[0])}).");
         }
     }
@@ -497,6 +497,7 @@ internal sealed class RestrictedUnpickler
     private byte[] Encode(object? text, object? encoding, string function)
     {
         if (text is not string s) throw Malformed($"{function} needs a string to encode, got {TypeName(text)}.");
+        Count(s.Length);
         var name = encoding switch
         {
             string e => e.ToLowerInvariant().Replace('_', '-'),
@@ -528,6 +529,12 @@ internal sealed class RestrictedUnpickler
             default:
                 throw Malformed($"{function} with encoding '{ZipArchiveIndex.Show(name)}' is not supported.");
         }
+    }
+
+    private byte[] CopyBytes(byte[] bytes)
+    {
+        Count(bytes.Length);
+        return bytes.ToArray();
     }
 
     private static bool IsTensorRebuild(TorchGlobalKind kind) => kind is TorchGlobalKind.RebuildTensor or TorchGlobalKind.RebuildTensorV2
@@ -594,7 +601,19 @@ internal sealed class RestrictedUnpickler
     {
         if (items.Length % 2 != 0) throw Malformed($"{Name(_op)} has an odd number of items ({items.Length}) for key/value pairs.");
         for (int i = 0; i < items.Length; i += 2)
+        {
+            ChargeKey(items[i]);
             if (!dict.Set(items[i], items[i + 1])) throw Malformed($"{Name(_op)} uses an unhashable {TypeName(items[i])} as a dict key.");
+        }
+    }
+
+    /// <summary>
+    /// Hashing a string key costs its length, and one memoised string can be used as a key any number of times:
+    /// count that work against <see cref="PyTorchLimits.MaxCopiedItems"/> so it stays bounded.
+    /// </summary>
+    private void ChargeKey(object? key)
+    {
+        if (key is string s) Count(s.Length);
     }
 
     private void MemoPut(long index)

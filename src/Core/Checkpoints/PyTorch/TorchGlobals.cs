@@ -10,6 +10,8 @@ namespace BigModel.Checkpoints.PyTorch;
 /// </summary>
 internal static class TorchGlobals
 {
+    private const int MaxNameLength = 200;
+
     private static readonly Dictionary<string, PyGlobal> Allowed = Build();
 
     /// <summary>Globals torch.load(weights_only=True) accepts but BigModel cannot turn into a plain dense tensor.</summary>
@@ -43,6 +45,10 @@ internal static class TorchGlobals
     /// </summary>
     public static PyGlobal Resolve(string module, string name, PickleContext context, long at)
     {
+        // No allowlisted name is anywhere near this long; checking first keeps memoised giant strings cheap.
+        if (module.Length + name.Length > MaxNameLength)
+            throw context.Error(BigModelErrorCode.PickleForbiddenGlobal,
+                $"forbidden global '{ZipArchiveIndex.Show(module)}.{ZipArchiveIndex.Show(name)}' ({module.Length + name.Length} characters): not on the allowlist. Nothing was imported or executed.", at);
         if (ModuleRenames.TryGetValue(module, out var renamed)) module = renamed;
         var full = module + "." + name;
         if (Allowed.TryGetValue(full, out var global)) return global;

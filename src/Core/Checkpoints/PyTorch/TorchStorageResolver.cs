@@ -23,8 +23,6 @@ internal sealed class TorchStorageResolver
         _context = context;
     }
 
-    public int Count => _storages.Count;
-
     public TorchStorage Resolve(object? pid, long at)
     {
         if (pid is not object?[] id || id.Length == 0)
@@ -39,16 +37,15 @@ internal sealed class TorchStorageResolver
         if (id[1] is not PyGlobal { Kind: TorchGlobalKind.StorageType or TorchGlobalKind.UntypedStorageType } type)
             throw _context.Error(BigModelErrorCode.PickleMalformed, $"a storage persistent id needs a storage type, got {RestrictedUnpickler.TypeName(id[1])}.", at);
         var key = Text(id[2])
-            ?? throw _context.Error(BigModelErrorCode.PickleMalformed, $"a storage key must be a string, got {RestrictedUnpickler.TypeName(id[2])}.", at);
-        if (Text(id[3]) is null)
-            throw _context.Error(BigModelErrorCode.PickleMalformed, $"a storage location must be a string, got {RestrictedUnpickler.TypeName(id[3])}.", at);
-        if (id[4] is not long numel || numel < 0)
-            throw _context.Error(BigModelErrorCode.PickleMalformed, "a storage element count must be a non-negative integer.", at);
-
+            ?? throw _context.Error(BigModelErrorCode.PickleMalformed, $"a storage key must be a short string, got {RestrictedUnpickler.TypeName(id[2])}.", at);
         var keyProblem = KeyProblem(key);
         if (keyProblem is not null)
             throw _context.Error(BigModelErrorCode.PickleZipEntryUnsafe,
                 $"a persistent id names storage '{ZipArchiveIndex.Show(key)}', which {keyProblem}; storage keys are plain names of entries under {ZipArchiveIndex.Show(_prefix)}data/.", at);
+        if (id[3] is not (string or byte[]))
+            throw _context.Error(BigModelErrorCode.PickleMalformed, $"a storage location must be a string, got {RestrictedUnpickler.TypeName(id[3])}.", at);
+        if (id[4] is not long numel || numel < 0)
+            throw _context.Error(BigModelErrorCode.PickleMalformed, "a storage element count must be a non-negative integer.", at);
         if (_storages.TryGetValue(key, out var known)) return known;
 
         if (type.Kind == TorchGlobalKind.StorageType && type.DType is null)
@@ -91,10 +88,11 @@ internal sealed class TorchStorageResolver
         return null;
     }
 
+    /// <summary>A tag or key as text: a str, or short ASCII bytes (how protocol-2 pickles from Python 2 spell them).</summary>
     private static string? Text(object? value) => value switch
     {
         string s => s,
-        byte[] b when b.All(x => x < 0x80) => Encoding.ASCII.GetString(b),
+        byte[] { Length: <= 256 } b when b.All(x => x < 0x80) => Encoding.ASCII.GetString(b),
         _ => null,
     };
 }

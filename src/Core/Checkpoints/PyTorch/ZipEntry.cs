@@ -37,7 +37,5 @@ internal sealed class ZipEntry
 
     public long DataEnd => DataOffset + CompressedSize;
 
-    public bool IsDirectory => Name.EndsWith('/');
-
     public override string ToString() => Name;
 }

@@ -369,6 +369,13 @@ public sealed class RestrictedUnpicklerTests : IDisposable
         for (int i = 0; i < 50; i++) copies.Global("collections", "OrderedDict").Get(0).Op(0x85).Reduce().Op((byte)'0');
         Assert.Equal(BigModelErrorCode.PickleTooLarge, Refused(copies.EmptyDict().Stop().ToArray(), limits: new PyTorchLimits { MaxCopiedItems = 1000 }).Code);
 
+        // One memoised 1 MB string used as a dict key 20,000 times: each use would hash a megabyte again.
+        var reusedKey = new PickleBuilder().Proto(2).EmptyDict().Str(new string('k', 1 << 20)).Put(1).None().SetItem();
+        for (int i = 0; i < 20_000; i++) reusedKey.Get(1).None().SetItem();
+        var watch = Stopwatch.StartNew();
+        Assert.Equal(BigModelErrorCode.PickleTooLarge, Refused(reusedKey.Stop().ToArray()).Code);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), $"took {watch.Elapsed}");
+
         var hugeString = new PickleBuilder().Proto(4).Op(0x8d).Raw(BitConverter.GetBytes(long.MaxValue)).Stop().ToArray();
         Assert.Equal(BigModelErrorCode.PickleTooLarge, Refused(hugeString).Code);
         var longString = new PickleBuilder().Proto(2).Str(new string('x', 5000)).Stop().ToArray();
