@@ -734,92 +734,11 @@ internal sealed class RestrictedUnpickler
         return Encoding.ASCII.GetString(bytes);
     }
 
-    /// <summary>The body of a protocol-0 STRING: a Python bytes literal in quotes, with backslash escapes.</summary>
-    private string StringLiteral(ReadOnlySpan<byte> line)
-    {
-        if (line.Length < 2 || (line[0] != (byte)'\'' && line[0] != (byte)'"') || line[^1] != line[0])
-            throw Malformed("STRING operand is not a quoted string literal.");
-        var body = line[1..^1];
-        var sb = new StringBuilder(body.Length);
-        for (int i = 0; i < body.Length; i++)
-        {
-            byte b = body[i];
-            if (b != (byte)'\\' || i + 1 >= body.Length)
-            {
-                sb.Append((char)b);
-                continue;
-            }
-            byte e = body[++i];
-            switch (e)
-            {
-                case (byte)'\\': sb.Append('\\'); break;
-                case (byte)'\'': sb.Append('\''); break;
-                case (byte)'"': sb.Append('"'); break;
-                case (byte)'n': sb.Append('\n'); break;
-                case (byte)'r': sb.Append('\r'); break;
-                case (byte)'t': sb.Append('\t'); break;
-                case (byte)'a': sb.Append('\a'); break;
-                case (byte)'b': sb.Append('\b'); break;
-                case (byte)'f': sb.Append('\f'); break;
-                case (byte)'v': sb.Append('\v'); break;
-                case (byte)'\n': break;
-                case (byte)'x':
-                    if (i + 2 >= body.Length || !IsHex(body[i + 1]) || !IsHex(body[i + 2]))
-                        throw Malformed("STRING operand has an invalid \\x escape.");
-                    sb.Append((char)(HexValue(body[i + 1]) * 16 + HexValue(body[i + 2])));
-                    i += 2;
-                    break;
-                case >= (byte)'0' and <= (byte)'7':
-                {
-                    int value = e - '0';
-                    for (int k = 0; k < 2 && i + 1 < body.Length && body[i + 1] is >= (byte)'0' and <= (byte)'7'; k++)
-                        value = value * 8 + (body[++i] - '0');
-                    sb.Append((char)(value & 0xFF));
-                    break;
-                }
-                default:
-                    sb.Append('\\').Append((char)e);
-                    break;
-            }
-        }
-        return sb.ToString();
-    }
+    private string StringLiteral(ReadOnlySpan<byte> line) =>
+        PickleText.TryDecodeStringLiteral(line, out var value, out var error) ? value : throw Malformed($"STRING operand {error}.");
 
-    /// <summary>The body of a protocol-0 UNICODE: latin-1 text where only \uXXXX and \UXXXXXXXX are escapes.</summary>
-    private string RawUnicodeEscape(ReadOnlySpan<byte> line)
-    {
-        var sb = new StringBuilder(line.Length);
-        for (int i = 0; i < line.Length; i++)
-        {
-            byte b = line[i];
-            if (b == (byte)'\\' && i + 1 < line.Length && line[i + 1] is (byte)'u' or (byte)'U')
-            {
-                int digits = line[i + 1] == (byte)'u' ? 4 : 8;
-                if (i + 2 + digits > line.Length)
-                    throw Malformed("UNICODE operand has a truncated \\u escape.");
-                long cp = 0;
-                for (int k = 0; k < digits; k++)
-                {
-                    byte h = line[i + 2 + k];
-                    if (!IsHex(h)) throw Malformed("UNICODE operand has an invalid \\u escape.");
-                    cp = cp * 16 + HexValue(h);
-                }
-                if (cp > 0x10FFFF) throw Malformed($"UNICODE operand escapes code point 0x{cp:x}, beyond Unicode.");
-                if (cp is >= 0xD800 and <= 0xDFFF) sb.Append((char)cp);
-                else sb.Append(char.ConvertFromUtf32((int)cp));
-                i += 1 + digits;
-            }
-            else
-            {
-                sb.Append((char)b);
-            }
-        }
-        return sb.ToString();
-    }
-
-    private static bool IsHex(byte b) => b is >= (byte)'0' and <= (byte)'9' or >= (byte)'a' and <= (byte)'f' or >= (byte)'A' and <= (byte)'F';
-
-    private static int HexValue(byte b) => b <= '9' ? b - '0' : (b | 0x20) - 'a' + 10;
+    private string RawUnicodeEscape(ReadOnlySpan<byte> line) =>
+        PickleText.TryDecodeRawUnicodeEscape(line, out var value, out var error) ? value : throw Malformed($"UNICODE operand {error}.");
 
     // ---- errors and descriptions ----
 

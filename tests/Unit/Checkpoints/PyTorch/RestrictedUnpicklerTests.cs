@@ -167,6 +167,37 @@ public sealed class RestrictedUnpicklerTests : IDisposable
         Assert.Equal(Floats(0, 1, 2, 3), Bytes(t[1]));
     }
 
+    [Theory]
+    [InlineData("'plain'", "plain")]
+    [InlineData("\"dq\"", "dq")]
+    [InlineData("'a\\x41\\101\\n\\\\\\''", "aAA\n\\'")]
+    [InlineData("'\\q\\7'", "\\q\a")]
+    public void Decodes_protocol_0_string_literals(string literal, string expected)
+    {
+        Assert.True(PickleText.TryDecodeStringLiteral(System.Text.Encoding.ASCII.GetBytes(literal), out var value, out _));
+        Assert.Equal(expected, value);
+    }
+
+    [Theory]
+    [InlineData("'open")]
+    [InlineData("'bad\\x4'")]
+    [InlineData("x")]
+    public void Refuses_broken_string_literals(string literal) =>
+        Assert.False(PickleText.TryDecodeStringLiteral(System.Text.Encoding.ASCII.GetBytes(literal), out _, out _));
+
+    [Theory]
+    [InlineData("caf\\u00e9", "café")]
+    [InlineData("\\U0001F600!", "\U0001F600!")]
+    [InlineData("back\\slash", "back\\slash")]
+    public void Decodes_protocol_0_raw_unicode_escapes(string text, string expected)
+    {
+        Assert.True(PickleText.TryDecodeRawUnicodeEscape(System.Text.Encoding.ASCII.GetBytes(text), out var value, out _));
+        Assert.Equal(expected, value);
+        Assert.False(PickleText.TryDecodeRawUnicodeEscape("\\U00110000"u8, out _, out var error));
+        Assert.Contains("beyond Unicode", error);
+        Assert.False(PickleText.TryDecodeRawUnicodeEscape("\\u12"u8, out _, out _));
+    }
+
     [Fact]
     public void Reads_protocol_4_framing_memoize_and_short_strings()
     {
