@@ -58,6 +58,8 @@ public enum BigModelErrorCode
     PickleInvalidTensor = 1309,
     PickleTooLarge = 1310,
     PickleLegacyFormat = 1311,
+    PickleZipCorrupt = 1312,
+    PickleUnsupportedTensorType = 1313,
 
     // 1400-1499: config.json and architectures
     ConfigNotJson = 1400,
