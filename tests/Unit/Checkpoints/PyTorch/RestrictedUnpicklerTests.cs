@@ -2,6 +2,7 @@ using System.Diagnostics;
 using BigModel.Checkpoints;
 using BigModel.Checkpoints.PyTorch;
 using BigModel.Errors;
+using BigModel.Fuzz.Archives;
 using BigModel.Tests.Support;
 
 namespace BigModel.Tests.Checkpoints.PyTorch;

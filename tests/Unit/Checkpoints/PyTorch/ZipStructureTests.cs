@@ -1,6 +1,7 @@
 using BigModel.Checkpoints;
 using BigModel.Checkpoints.PyTorch;
 using BigModel.Errors;
+using BigModel.Fuzz.Archives;
 using BigModel.Tests.Support;
 
 namespace BigModel.Tests.Checkpoints.PyTorch;

@@ -1,4 +1,4 @@
-namespace BigModel.Tests.Support;
+namespace BigModel.Fuzz.Archives;
 
 /// <summary>Lays out a torch.save-style archive: &lt;prefix&gt;/data.pkl, byteorder, data/&lt;key&gt; storages, version.</summary>
 public static class TorchArchive

@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.IO.Compression;
 using System.Text;
 
-namespace BigModel.Tests.Support;
+namespace BigModel.Fuzz.Archives;
 
 /// <summary>
 /// Writes zip archives field by field (APPNOTE 6.3), so tests can produce both the archives torch.save writes and
