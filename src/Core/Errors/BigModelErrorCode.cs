@@ -86,6 +86,7 @@ public enum BigModelErrorCode
     DestinationInsideSource = 1701,
     DestinationLocked = 1702,
     WriteVerificationFailed = 1703,
+    SourceInsideDestination = 1704,
 
     // 1800-1899: validation of tensor contents (Test-Checkpoint -Deep)
     NonFiniteValues = 1800,
