@@ -1,11 +1,12 @@
 using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
 
 namespace BigModel.IO;
 
 /// <summary>
-/// The few POSIX calls .NET does not expose that atomic, durable folder replacement needs: renameat2 (swap two
-/// folders in one step, or rename without replacing) and fsync of a directory. Every entry point reports whether it
-/// could act, so callers fall back to portable code elsewhere.
+/// The few Linux/POSIX calls .NET does not expose that atomic, durable and fast writing needs: renameat2 (swap two
+/// folders in one step, or rename without replacing), fsync of a directory, statx's link count, copy_file_range and
+/// sync_file_range. Every entry point reports whether it could act, so callers fall back to portable code elsewhere.
 /// </summary>
 internal static partial class FileSystemNative
 {
@@ -72,7 +73,7 @@ internal static partial class FileSystemNative
     /// The number of names an open file still has (0 once it was deleted), or null where it cannot be asked.
     /// statx's buffer layout is the same on every Linux architecture, unlike struct stat's.
     /// </summary>
-    public static unsafe int? LinkCount(Microsoft.Win32.SafeHandles.SafeFileHandle handle)
+    public static unsafe int? LinkCount(SafeFileHandle handle)
     {
         if (!OperatingSystem.IsLinux()) return null;
         bool added = false;
@@ -94,6 +95,64 @@ internal static partial class FileSystemNative
             if (added) handle.DangerousRelease();
         }
     }
+
+    /// <summary>
+    /// Copies up to <paramref name="length"/> bytes between two open files inside the kernel (copy_file_range), at
+    /// the given offsets, which advance by the bytes copied. Returns the bytes copied (0 at the input's end), or -1
+    /// when the platform or these file systems cannot do it, so the caller copies through memory instead.
+    /// Other failures (a full disk, an I/O error) throw an <see cref="IOException"/> whose HResult is the errno.
+    /// </summary>
+    public static long CopyRange(SafeFileHandle input, ref long inputOffset, SafeFileHandle output, ref long outputOffset, long length)
+    {
+        if (!OperatingSystem.IsLinux()) return -1;
+        bool inputAdded = false, outputAdded = false;
+        try
+        {
+            input.DangerousAddRef(ref inputAdded);
+            output.DangerousAddRef(ref outputAdded);
+            long copied = copy_file_range((int)input.DangerousGetHandle(), ref inputOffset, (int)output.DangerousGetHandle(), ref outputOffset, (nuint)length, 0);
+            if (copied >= 0) return copied;
+            int errno = Marshal.GetLastPInvokeError();
+            // ENOSYS, EXDEV, EINVAL, EOPNOTSUPP, EBADF, EPERM, ETXTBSY: not possible here, copy another way.
+            if (errno is 38 or 18 or 22 or 95 or 9 or 1 or 26) return -1;
+            throw new IOException($"copy_file_range failed with errno {errno} ({Marshal.GetPInvokeErrorMessage(errno)}).", errno);
+        }
+        catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
+        {
+            return -1;
+        }
+        finally
+        {
+            if (inputAdded) input.DangerousRelease();
+            if (outputAdded) output.DangerousRelease();
+        }
+    }
+
+    /// <summary>Asks the kernel to start writing a file's dirty pages to disk now, without waiting (Linux); a no-op elsewhere.</summary>
+    public static void StartWriteback(SafeFileHandle handle)
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        bool added = false;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            const uint write = 2; // SYNC_FILE_RANGE_WRITE
+            sync_file_range((int)handle.DangerousGetHandle(), 0, 0, write);
+        }
+        catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
+        {
+        }
+        finally
+        {
+            if (added) handle.DangerousRelease();
+        }
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial nint copy_file_range(int input, ref long inputOffset, int output, ref long outputOffset, nuint length, uint flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int sync_file_range(int fd, long offset, long length, uint flags);
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial int statx(int directory, string path, int flags, uint mask, byte* buffer);

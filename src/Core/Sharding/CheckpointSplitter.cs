@@ -137,34 +137,58 @@ public static class CheckpointSplitter
                 foreach (var (spec, _) in shard.Layout.Tensors)
                 {
                     var tensor = byName[spec.Name];
-                    var handle = Handle(handles, tensor.Source.File);
+                    var source = tensor.Source;
+                    var handle = Handle(handles, source.File);
                     reporter.Tensor(tensor.Name);
-                    long expected = tensor.ByteLength, before = writer.DataWritten;
-                    TensorData.Read(handle, tensor.Source, data =>
+                    long before = writer.DataWritten;
+                    if (source.IsContiguous && !tensor.IsConverted)
                     {
-                        cancellationToken.ThrowIfCancellationRequested();
-                        if (tensor.IsConverted)
+                        // Bytes that need no change are copied file to file, in the kernel where possible.
+                        for (long done = 0; done < source.ByteLength;)
                         {
-                            int n = DTypeConverter.Convert(tensor.Source.DType, tensor.DType, data, converted!);
-                            writer.Write(converted.AsSpan(0, n));
+                            cancellationToken.ThrowIfCancellationRequested();
+                            long n = Math.Min(chunk, source.ByteLength - done);
+                            writer.CopyFrom(handle, source.DataOffset + done, n, buffer);
+                            done += n;
                             reporter.Data(n);
                         }
-                        else
+                    }
+                    else
+                    {
+                        TensorData.Read(handle, source, data =>
                         {
-                            writer.Write(data);
-                            reporter.Data(data.Length);
-                        }
-                    }, buffer);
-                    if (writer.DataWritten - before != expected)
+                            cancellationToken.ThrowIfCancellationRequested();
+                            if (tensor.IsConverted)
+                            {
+                                int n = DTypeConverter.Convert(source.DType, tensor.DType, data, converted!);
+                                writer.Write(converted.AsSpan(0, n));
+                                reporter.Data(n);
+                            }
+                            else
+                            {
+                                writer.Write(data);
+                                reporter.Data(data.Length);
+                            }
+                        }, buffer);
+                    }
+                    if (writer.DataWritten - before != tensor.ByteLength)
                         throw new BigModelException(BigModelErrorCode.WriteVerificationFailed,
-                            $"{writer.DataWritten - before} bytes were written for a tensor of {expected}.", writer.Path, tensor: tensor.Name);
+                            $"{writer.DataWritten - before} bytes were written for a tensor of {tensor.ByteLength}.", writer.Path, tensor: tensor.Name);
                 }
-                writer.Complete();
+                // The disk starts on this shard while the next one is produced; all are made durable before the move.
+                writer.Complete(flushToDisk: false);
+                FileSystemNative.StartWriteback(writer.Handle);
             }
         }
         finally
         {
             foreach (var h in handles.Values) h.Dispose();
+        }
+        foreach (var shard in plan.Shards)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            using var stream = new FileStream(Path.Combine(folder, shard.FileName), FileMode.Open, FileAccess.Write, FileShare.None, 1);
+            stream.Flush(flushToDisk: true);
         }
     }
 

@@ -372,10 +372,10 @@ public sealed class CheckpointSplitterTests : IDisposable
             Assert.Throws<BigModelException>(() => CheckpointSplitter.Plan(source, _dir.Combine("o"), new SplitOptions { ChunkBytes = 100 })).Code);
     }
 
-    [SkippableStoriesFact]
+    [SkippableModelFact]
     public void Splits_stories260K_to_bfloat16_shards_that_read_back_exactly()
     {
-        var source = Checkpoint.Open(TestPaths.Stories260K);
+        var source = Checkpoint.Open(SharedModels.Stories260K);
         var result = CheckpointSplitter.Split(source, _dir.Combine("stories"), SplitOptions.Parse("100KiB", "bfloat16"));
         Assert.True(result.Plan.Shards.Count > 5);
         Assert.Equal(source.Tensors.Select(t => t.Name), result.Checkpoint.Tensors.Select(t => t.Name));
@@ -396,15 +396,5 @@ public sealed class CheckpointSplitterTests : IDisposable
     private sealed class SyncProgress(Action<SplitProgress> action) : IProgress<SplitProgress>
     {
         public void Report(SplitProgress value) => action(value);
-    }
-}
-
-/// <summary>A fact that needs stories260K; reported as skipped, with the reason, where the model is absent.</summary>
-public sealed class SkippableStoriesFactAttribute : FactAttribute
-{
-    public SkippableStoriesFactAttribute()
-    {
-        if (!File.Exists(Path.Combine(TestPaths.Stories260K, "model.safetensors")))
-            Skip = $"stories260K is not present at {TestPaths.Stories260K} (set BIGMODEL_STORIES260K to its folder)";
     }
 }

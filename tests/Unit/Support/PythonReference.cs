@@ -8,19 +8,31 @@ namespace BigModel.Tests.Support;
 /// </summary>
 public static class PythonReference
 {
-    private static readonly Lazy<(string? Python, string Reason)> Probe = new(Find);
+    private static readonly Lazy<(string? Python, string Reason)> Probe = new(() => Find("import torch, numpy"));
+    private static readonly Lazy<(string? Python, string Reason)> PlainProbe = new(() => Find("import json"));
 
+    /// <summary>A Python with torch and numpy, or null.</summary>
     public static string? Python => Probe.Value.Python;
 
-    /// <summary>Why the reference is unavailable, or "" when it is available.</summary>
+    /// <summary>Why <see cref="Python"/> is unavailable, or "" when it is available.</summary>
     public static string Unavailable => Probe.Value.Reason;
 
-    public static string ScriptPath(string name) => Path.Combine(TestPaths.RepositoryRoot, "tests", "reference", name);
+    /// <summary>Any Python 3 (for scripts that need only the standard library), or null.</summary>
+    public static string? PlainPython => PlainProbe.Value.Python;
+
+    /// <summary>Why <see cref="PlainPython"/> is unavailable.</summary>
+    public static string PlainUnavailable => PlainProbe.Value.Reason;
+
+    public static string ScriptPath(string name) => Path.Combine(SharedModels.RepositoryRoot, "tests", "reference", name);
 
     /// <summary>Runs a script from tests/reference with arguments; throws with its output when it fails.</summary>
-    public static string Run(string script, params string[] args)
+    public static string Run(string script, params string[] args) => RunWith(Python ?? throw new InvalidOperationException(Unavailable), script, args);
+
+    /// <summary>As <see cref="Run"/> for scripts that need no third-party module.</summary>
+    public static string RunPlain(string script, params string[] args) => RunWith(PlainPython ?? throw new InvalidOperationException(PlainUnavailable), script, args);
+
+    private static string RunWith(string python, string script, string[] args)
     {
-        var python = Python ?? throw new InvalidOperationException(Unavailable);
         var info = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         info.ArgumentList.Add(ScriptPath(script));
         foreach (var a in args) info.ArgumentList.Add(a);
@@ -37,7 +49,7 @@ public static class PythonReference
         return stdout.Result;
     }
 
-    private static (string?, string) Find()
+    private static (string?, string) Find(string import)
     {
         var candidates = new List<string>();
         if (Environment.GetEnvironmentVariable("BIGMODEL_PYTHON") is { Length: > 0 } configured) candidates.Add(configured);
@@ -48,7 +60,7 @@ public static class PythonReference
         {
             try
             {
-                var info = new ProcessStartInfo(candidate, ["-c", "import torch, numpy; print(torch.__version__)"])
+                var info = new ProcessStartInfo(candidate, ["-c", import])
                 {
                     RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
                 };
@@ -70,7 +82,7 @@ public static class PythonReference
                 reasons.Add($"{candidate}: not found");
             }
         }
-        return (null, "no Python with torch and numpy for the reference computation (" + string.Join("; ", reasons) + "); set BIGMODEL_PYTHON");
+        return (null, $"no Python that can '{import}' for the reference computation (" + string.Join("; ", reasons) + "); set BIGMODEL_PYTHON");
     }
 }
 
@@ -80,5 +92,14 @@ public sealed class TorchReferenceFactAttribute : FactAttribute
     public TorchReferenceFactAttribute()
     {
         if (PythonReference.Python is null) Skip = PythonReference.Unavailable;
+    }
+}
+
+/// <summary>A fact that runs a standard-library Python script; reported as skipped, with the reason, where there is no Python.</summary>
+public sealed class PythonReferenceFactAttribute : FactAttribute
+{
+    public PythonReferenceFactAttribute()
+    {
+        if (PythonReference.PlainPython is null) Skip = PythonReference.PlainUnavailable;
     }
 }
