@@ -241,9 +241,6 @@ public sealed class SafetensorsWriter : IDisposable
 
     public bool IsComplete => _completed;
 
-    /// <summary>The open file, for platform calls such as starting writeback early.</summary>
-    internal SafeFileHandle Handle => _stream.SafeFileHandle;
-
     /// <summary>Whether <see cref="CopyFrom"/> still tries the kernel copy (tests turn it off to cover the portable path).</summary>
     internal bool KernelCopy
     {

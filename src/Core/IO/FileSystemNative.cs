@@ -5,8 +5,7 @@ namespace BigModel.IO;
 
 /// <summary>
 /// The few Linux/POSIX calls .NET does not expose that atomic, durable and fast writing needs: renameat2 (swap two
-/// folders in one step, or rename without replacing), fsync of a directory, statx's link count, copy_file_range and
-/// sync_file_range. Every entry point reports whether it could act, so callers fall back to portable code elsewhere.
+/// folders in one step, or rename without replacing), fsync of a directory, statx's link count and copy_file_range. Every entry point reports whether it could act, so callers fall back to portable code elsewhere.
 /// </summary>
 internal static partial class FileSystemNative
 {
@@ -128,31 +127,8 @@ internal static partial class FileSystemNative
         }
     }
 
-    /// <summary>Asks the kernel to start writing a file's dirty pages to disk now, without waiting (Linux); a no-op elsewhere.</summary>
-    public static void StartWriteback(SafeFileHandle handle)
-    {
-        if (!OperatingSystem.IsLinux()) return;
-        bool added = false;
-        try
-        {
-            handle.DangerousAddRef(ref added);
-            const uint write = 2; // SYNC_FILE_RANGE_WRITE
-            sync_file_range((int)handle.DangerousGetHandle(), 0, 0, write);
-        }
-        catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
-        {
-        }
-        finally
-        {
-            if (added) handle.DangerousRelease();
-        }
-    }
-
     [LibraryImport("libc", SetLastError = true)]
     private static partial nint copy_file_range(int input, ref long inputOffset, int output, ref long outputOffset, nuint length, uint flags);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int sync_file_range(int fd, long offset, long length, uint flags);
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial int statx(int directory, string path, int flags, uint mask, byte* buffer);

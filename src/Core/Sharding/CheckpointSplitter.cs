@@ -17,6 +17,8 @@ public static class CheckpointSplitter
     /// <summary>Smallest and largest accepted <see cref="SplitOptions.ChunkBytes"/>.</summary>
     public const int MinChunkBytes = 64 << 10, MaxChunkBytes = 256 << 20;
 
+    private const long KernelCopyPiece = 64L << 20;
+
     private static readonly IReadOnlyDictionary<string, string> ShardMetadata = new Dictionary<string, string> { ["format"] = "pt" };
 
     /// <summary>Plans and runs a split in one call.</summary>
@@ -122,74 +124,106 @@ public static class CheckpointSplitter
 
     private static void WriteShards(SplitPlan plan, string folder, ProgressReporter reporter, CancellationToken cancellationToken)
     {
-        int chunk = plan.Options.ChunkBytes;
-        var buffer = GC.AllocateUninitializedArray<byte>(chunk);
-        // Widening F16/BF16 to F32 doubles the bytes; every other conversion shrinks or keeps them.
-        var converted = plan.Shards.Any(s => s.Tensors.Any(t => t.IsConverted)) ? GC.AllocateUninitializedArray<byte>(2 * chunk) : null;
+        var buffers = new Buffers(plan);
         var handles = new Dictionary<string, SafeFileHandle>(StringComparer.Ordinal);
+        // Each finished shard is flushed to disk on a background thread while the next one is produced, so the disk
+        // and the copy work at the same time; everything is on disk before this method returns.
+        var flushing = Task.CompletedTask;
+        bool failed = true;
         try
         {
             foreach (var shard in plan.Shards)
             {
-                var byName = shard.Tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
                 reporter.Phase(SplitPhase.WritingShards, shard.Number, shard.FileName);
-                using var writer = new SafetensorsWriter(Path.Combine(folder, shard.FileName), shard.Layout, bufferBytes: 1);
-                foreach (var (spec, _) in shard.Layout.Tensors)
+                var path = Path.Combine(folder, shard.FileName);
+                WriteShard(shard, path, handles, buffers, reporter, cancellationToken);
+                flushing = flushing.ContinueWith(previous =>
                 {
-                    var tensor = byName[spec.Name];
-                    var source = tensor.Source;
-                    var handle = Handle(handles, source.File);
-                    reporter.Tensor(tensor.Name);
-                    long before = writer.DataWritten;
-                    if (source.IsContiguous && !tensor.IsConverted)
-                    {
-                        // Bytes that need no change are copied file to file, in the kernel where possible.
-                        for (long done = 0; done < source.ByteLength;)
-                        {
-                            cancellationToken.ThrowIfCancellationRequested();
-                            long n = Math.Min(chunk, source.ByteLength - done);
-                            writer.CopyFrom(handle, source.DataOffset + done, n, buffer);
-                            done += n;
-                            reporter.Data(n);
-                        }
-                    }
-                    else
-                    {
-                        TensorData.Read(handle, source, data =>
-                        {
-                            cancellationToken.ThrowIfCancellationRequested();
-                            if (tensor.IsConverted)
-                            {
-                                int n = DTypeConverter.Convert(source.DType, tensor.DType, data, converted!);
-                                writer.Write(converted.AsSpan(0, n));
-                                reporter.Data(n);
-                            }
-                            else
-                            {
-                                writer.Write(data);
-                                reporter.Data(data.Length);
-                            }
-                        }, buffer);
-                    }
-                    if (writer.DataWritten - before != tensor.ByteLength)
-                        throw new BigModelException(BigModelErrorCode.WriteVerificationFailed,
-                            $"{writer.DataWritten - before} bytes were written for a tensor of {tensor.ByteLength}.", writer.Path, tensor: tensor.Name);
-                }
-                // The disk starts on this shard while the next one is produced; all are made durable before the move.
-                writer.Complete(flushToDisk: false);
-                FileSystemNative.StartWriteback(writer.Handle);
+                    previous.GetAwaiter().GetResult();
+                    FlushToDisk(path);
+                }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
             }
+            failed = false;
         }
         finally
         {
             foreach (var h in handles.Values) h.Dispose();
+            // Never leave a flush running against files about to be deleted; its error matters only on success.
+            try
+            {
+                flushing.GetAwaiter().GetResult();
+            }
+            catch (Exception) when (failed)
+            {
+            }
         }
-        foreach (var shard in plan.Shards)
+    }
+
+    private static void WriteShard(PlannedShard shard, string path, Dictionary<string, SafeFileHandle> handles, Buffers buffers,
+        ProgressReporter reporter, CancellationToken cancellationToken)
+    {
+        var byName = shard.Tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        using var writer = new SafetensorsWriter(path, shard.Layout, bufferBytes: 1);
+        foreach (var (spec, _) in shard.Layout.Tensors)
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            using var stream = new FileStream(Path.Combine(folder, shard.FileName), FileMode.Open, FileAccess.Write, FileShare.None, 1);
-            stream.Flush(flushToDisk: true);
+            var tensor = byName[spec.Name];
+            var source = tensor.Source;
+            var handle = Handle(handles, source.File);
+            reporter.Tensor(tensor.Name);
+            long before = writer.DataWritten;
+            if (source.IsContiguous && !tensor.IsConverted)
+            {
+                // Bytes that need no change are copied file to file, in the kernel where possible, in pieces large
+                // enough to cost few calls and small enough to notice cancellation promptly.
+                for (long done = 0; done < source.ByteLength;)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    long n = Math.Min(KernelCopyPiece, source.ByteLength - done);
+                    writer.CopyFrom(handle, source.DataOffset + done, n, buffers.Read);
+                    done += n;
+                    reporter.Data(n);
+                }
+            }
+            else
+            {
+                TensorData.Read(handle, source, data =>
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    if (tensor.IsConverted)
+                    {
+                        int n = DTypeConverter.Convert(source.DType, tensor.DType, data, buffers.Converted);
+                        writer.Write(buffers.Converted.AsSpan(0, n));
+                        reporter.Data(n);
+                    }
+                    else
+                    {
+                        writer.Write(data);
+                        reporter.Data(data.Length);
+                    }
+                }, buffers.Read);
+            }
+            if (writer.DataWritten - before != tensor.ByteLength)
+                throw new BigModelException(BigModelErrorCode.WriteVerificationFailed,
+                    $"{writer.DataWritten - before} bytes were written for a tensor of {tensor.ByteLength}.", writer.Path, tensor: tensor.Name);
         }
+        writer.Complete(flushToDisk: false);
+    }
+
+    /// <summary>The only sizeable memory a split uses: one read chunk and, when converting, one output chunk.</summary>
+    private sealed class Buffers(SplitPlan plan)
+    {
+        private byte[]? _converted;
+
+        public byte[] Read { get; } = GC.AllocateUninitializedArray<byte>(plan.Options.ChunkBytes);
+
+        // Widening F16/BF16 to F32 doubles the bytes; every other conversion shrinks or keeps them.
+        public byte[] Converted => _converted ??= GC.AllocateUninitializedArray<byte>(2 * plan.Options.ChunkBytes);
+    }
+
+    private static void FlushToDisk(string path)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.None, 1);
+        stream.Flush(flushToDisk: true);
     }
 
     private static SafeFileHandle Handle(Dictionary<string, SafeFileHandle> handles, string file)
