@@ -398,7 +398,7 @@ public static class CheckpointSplitter
     /// under several names; safetensors cannot). The name kept is the first in forward order, so for tied embeddings
     /// the input embedding stays and the output head goes, as transformers drops its _tied_weights_keys.
     /// </summary>
-    private static (List<TensorInfo> Kept, List<TensorAlias> Aliases) DropAliases(IReadOnlyList<TensorInfo> tensors)
+    internal static (List<TensorInfo> Kept, List<TensorAlias> Aliases) DropAliases(IReadOnlyList<TensorInfo> tensors)
     {
         var kept = new List<TensorInfo>(tensors.Count);
         var aliases = new List<TensorAlias>();
