@@ -32,6 +32,18 @@ public static class CheckpointSplitter
     /// </summary>
     public static SplitPlan Plan(Checkpoint source, string destination, SplitOptions options)
     {
+        try
+        {
+            return CreatePlan(source, destination, options);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw StagedDirectory.IoError(destination, e);
+        }
+    }
+
+    private static SplitPlan CreatePlan(Checkpoint source, string destination, SplitOptions options)
+    {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(options);
         if (options.MaxShardSize <= 0)
