@@ -15,7 +15,8 @@ namespace BigModel.Sharding;
 /// <item>F64 → BF16: through float32 (two roundings), then as F32 → BF16, NaN included.</item>
 /// <item>F16 → BF16: through float32, rounded the same way, but every NaN becomes 0x7FC0 (torch's scalar
 /// <c>round_to_nearest_even</c>, which this pair uses).</item>
-/// <item>→ F16: round to nearest even with subnormals; NaN keeps its sign and becomes 0x7E00 (fp16_ieee_from_fp32_value).</item>
+/// <item>→ F16: round to nearest even with subnormals; NaN keeps its sign and becomes 0x7E00 (fp16_ieee_from_fp32_value,
+/// as torch 1.13 does; torch 2.x's F16C kernel keeps the top payload bits instead, the one difference between them).</item>
 /// <item>F64 → F16 goes through float32 first (two roundings), as c10's Half takes a float.</item>
 /// <item>F16/BF16 → F32 are exact; an F16 NaN keeps its payload and is made quiet, a BF16 NaN is kept as is.</item>
 /// </list>
