@@ -202,8 +202,10 @@ public static class DTypeConverter
     {
         var sign = bits & new Vector<uint>(0x8000_0000);
         var abs = bits ^ sign;
-        // Inf stays Inf, finite overflow becomes Inf, NaN becomes the canonical quiet NaN.
-        var special = Vector.ConditionalSelect(Vector.GreaterThan(abs, new Vector<uint>(0x7F80_0000)), new Vector<uint>(0x7E00), new Vector<uint>(0x7C00));
+        // Inf stays Inf, finite overflow becomes Inf, NaN stays a NaN: quiet, with the top 10 bits of its payload, as
+        // the F16C conversion that libtorch 2.x uses does.
+        var nan = new Vector<uint>(0x7E00) | (Vector.ShiftRightLogical(abs, 13) & new Vector<uint>(0x3FF));
+        var special = Vector.ConditionalSelect(Vector.GreaterThan(abs, new Vector<uint>(0x7F80_0000)), nan, new Vector<uint>(0x7C00));
         // Subnormal results: adding 0.5f rounds the value to a multiple of 2^-24 in the FPU's round-to-nearest-even.
         var magic = new Vector<uint>(HalfSubnormalMagic);
         var subnormal = Vector.AsVectorUInt32(Vector.AsVectorSingle(abs) + Vector.AsVectorSingle(magic)) - magic;
@@ -219,7 +221,7 @@ public static class DTypeConverter
         uint sign = bits & 0x8000_0000;
         uint abs = bits ^ sign;
         uint result;
-        if (abs >= HalfOverflow) result = abs > 0x7F80_0000 ? 0x7E00u : 0x7C00u;
+        if (abs >= HalfOverflow) result = abs > 0x7F80_0000 ? 0x7E00u | ((abs >> 13) & 0x3FF) : 0x7C00u;
         else if (abs < HalfMinNormal) result = BitConverter.SingleToUInt32Bits(BitConverter.UInt32BitsToSingle(abs) + 0.5f) - HalfSubnormalMagic;
         else result = (abs + HalfRebias + ((abs >> 13) & 1)) >> 13;
         return (ushort)(result | (sign >> 16));

@@ -32,15 +32,22 @@ public sealed class DTypeConverterTests(ITestOutputHelper output) : IDisposable
             var actual = ConvertInPieces(from, to, input, seed: cases);
             int inSize = from.Bits() / 8, outSize = to.Bits() / 8;
             Assert.Equal(expected.Length, actual.Length);
-            int mismatches = 0;
+            int mismatches = 0, nanPayloads = 0;
             for (int i = 0; i < expected.Length / outSize; i++)
             {
                 if (expected.AsSpan(i * outSize, outSize).SequenceEqual(actual.AsSpan(i * outSize, outSize))) continue;
+                // torch 1.13 (Debian's) converts NaN to float16 in software, writing the canonical 0x7E00; the libtorch 2.x
+                // BigModel runs on keeps the payload. Same sign, both NaN: the one place the two torches differ.
+                if (to == DType.F16 && IsHalfNaN(expected, i) && IsHalfNaN(actual, i) && ((expected[i * 2 + 1] ^ actual[i * 2 + 1]) & 0x80) == 0)
+                {
+                    nanPayloads++;
+                    continue;
+                }
                 if (mismatches++ < 5)
                     failures.Add($"{from}->{to} input 0x{Hex(input.AsSpan(i * inSize, inSize))}: torch 0x{Hex(expected.AsSpan(i * outSize, outSize))}, ours 0x{Hex(actual.AsSpan(i * outSize, outSize))}");
             }
             if (mismatches > 0) failures.Add($"{from}->{to}: {mismatches} of {expected.Length / outSize} differ");
-            output.WriteLine($"{from} -> {to}: {input.Length / inSize} patterns, {mismatches} differences");
+            output.WriteLine($"{from} -> {to}: {input.Length / inSize} patterns, {mismatches} differences, {nanPayloads} float16 NaN payloads as torch 2.x keeps them");
             compared += input.Length / inSize;
             cases++;
         }
@@ -48,6 +55,8 @@ public sealed class DTypeConverterTests(ITestOutputHelper output) : IDisposable
         Assert.True(compared > 3_000_000, $"only {compared} patterns compared");
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
+
+    private static bool IsHalfNaN(byte[] halves, int index) => (BinaryPrimitives.ReadUInt16LittleEndian(halves.AsSpan(index * 2)) & 0x7FFF) > 0x7C00;
 
     /// <summary>Converts in pieces of varying size so both the vector loop and the scalar tail see every value.</summary>
     private static byte[] ConvertInPieces(DType from, DType to, byte[] input, int seed)
@@ -95,8 +104,9 @@ public sealed class DTypeConverterTests(ITestOutputHelper output) : IDisposable
     [InlineData(0x3F801000u, 0x3C00)] // 1 + 2^-11 ties to even: 1.0
     [InlineData(0x3F803000u, 0x3C02)] // 1 + 3·2^-11 ties to even: up
     [InlineData(0x7F800000u, 0x7C00)]
-    [InlineData(0xFF800001u, 0xFE00)] // NaN keeps its sign, loses its payload
-    [InlineData(0x7FFFFFFFu, 0x7E00)]
+    [InlineData(0xFF800001u, 0xFE00)] // a signalling NaN becomes quiet, keeping its sign
+    [InlineData(0x7FFFFFFFu, 0x7FFF)] // and the top 10 bits of its payload (libtorch 2.x, F16C)
+    [InlineData(0x7FC00000u, 0x7E00)]
     public void Float_to_half_rounds_to_nearest_even(uint input, int expected) =>
         Assert.Equal((ushort)expected, F32To16(DType.F16, input));
 
