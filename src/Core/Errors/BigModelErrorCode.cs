@@ -93,4 +93,8 @@ public enum BigModelErrorCode
     TokenizerMissing = 1901,
     Cancelled = 1902,
     TorchUnavailable = 1903,
+    TokenizerInvalid = 1904,
+    DeviceUnavailable = 1905,
+    ModelKindMismatch = 1906,
+    InvalidGenerationInput = 1907,
 }

@@ -48,7 +48,9 @@ public class BigModelException : Exception
         BigModelErrorCode.IoFailure or BigModelErrorCode.DiskFull => BigModelErrorCategory.Io,
         BigModelErrorCode.Cancelled => BigModelErrorCategory.Cancelled,
         BigModelErrorCode.UnsupportedFormat or BigModelErrorCode.UnsupportedArchitecture or BigModelErrorCode.PickleLegacyFormat
-            or BigModelErrorCode.PickleUnsupportedProtocol or BigModelErrorCode.TorchUnavailable => BigModelErrorCategory.NotSupported,
+            or BigModelErrorCode.PickleUnsupportedProtocol or BigModelErrorCode.TorchUnavailable or BigModelErrorCode.DeviceUnavailable
+            or BigModelErrorCode.ModelKindMismatch => BigModelErrorCategory.NotSupported,
+        BigModelErrorCode.InvalidGenerationInput => BigModelErrorCategory.InvalidArgument,
         >= BigModelErrorCode.InvalidSize and < BigModelErrorCode.MemoryBudgetExceeded => BigModelErrorCategory.InvalidArgument,
         >= BigModelErrorCode.MemoryBudgetExceeded and < BigModelErrorCode.DestinationExists => BigModelErrorCategory.ResourceLimit,
         >= BigModelErrorCode.DestinationExists and < BigModelErrorCode.NonFiniteValues => BigModelErrorCategory.WriteConflict,

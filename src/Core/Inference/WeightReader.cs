@@ -1,0 +1,87 @@
+using BigModel.Checkpoints;
+using BigModel.Errors;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace BigModel.Inference;
+
+/// <summary>
+/// Turns checkpoint tensors into torch tensors: zero-copy views of the mapped files where possible, otherwise
+/// fresh copies read from the file, converted to the requested floating-point type and moved to a device.
+/// </summary>
+internal sealed class WeightReader : IDisposable
+{
+    private readonly MappedWeightFiles _maps = new();
+    private readonly ScalarType? _floatType;
+
+    public WeightReader(ScalarType? floatType) => _floatType = floatType;
+
+    public MappedWeightFiles Maps => _maps;
+
+    /// <summary>The type <paramref name="tensor"/> computes in: the requested float type for floating weights, else as stored.</summary>
+    public ScalarType TargetType(TensorInfo tensor)
+    {
+        var stored = TorchTypes.ScalarTypeOf(tensor);
+        return _floatType is ScalarType f && TorchTypes.IsFloating(stored) ? f : stored;
+    }
+
+    /// <summary>Bytes <paramref name="tensor"/> occupies once converted.</summary>
+    public long TargetBytes(TensorInfo tensor) => tensor.ElementCount * TorchTypes.ElementSize(TargetType(tensor));
+
+    /// <summary>True when the tensor can be computed with straight from its mapping (aligned, no conversion).</summary>
+    public bool CanComputeMapped(TensorInfo tensor) =>
+        MappedWeightFiles.CanView(tensor) && TargetType(tensor) == TorchTypes.ScalarTypeOf(tensor);
+
+    /// <summary>A zero-copy view of the stored bytes, or null (see <see cref="MappedWeightFiles.TryView"/>).</summary>
+    public Tensor? MappedView(TensorInfo tensor) => _maps.TryView(tensor) is Tensor view ? TorchTypes.Own(view) : null;
+
+    /// <summary>
+    /// A tensor that owns its memory, holding <paramref name="tensor"/>'s values in its target type on
+    /// <paramref name="device"/>; pinned when asked (page-locked host memory for fast, asynchronous device copies).
+    /// </summary>
+    public Tensor Load(TensorInfo tensor, Device device, bool pin = false)
+    {
+        var target = TargetType(tensor);
+        using var source = _maps.TryView(tensor) ?? ReadCopy(tensor);
+        if (pin)
+        {
+            using var converted = source.to(target, CPU, copy: true);
+            return TorchTypes.Own(converted.pin_memory());
+        }
+        // to() returns its input when nothing changes; a mapped view must still become a private copy.
+        return TorchTypes.Own(source.to(target, device, copy: true));
+    }
+
+    /// <summary>Reads the stored bytes into new host memory, gathering strided data; works for every source format.</summary>
+    public static unsafe Tensor ReadCopy(TensorInfo tensor)
+    {
+        var type = TorchTypes.ScalarTypeOf(tensor);
+        if (tensor.ElementCount * TorchTypes.ElementSize(type) != tensor.ByteLength)
+            throw new BigModelException(BigModelErrorCode.SafetensorsTensorSizeMismatch,
+                $"{tensor.ByteLength} bytes do not hold {tensor.ElementCount} elements of {tensor.DType}.", tensor.File, tensor: tensor.Name);
+        var result = TorchTypes.Own(empty(tensor.Shape.ToArray(), type, CPU));
+        try
+        {
+            if (tensor.ByteLength == 0) return result;
+            byte* destination = (byte*)TorchTypes.DataPointer(result);
+            long at = 0;
+            TensorData.Read(tensor, chunk =>
+            {
+                if (at + chunk.Length > tensor.ByteLength)
+                    throw new BigModelException(BigModelErrorCode.IoFailure, "the tensor's data is longer than its header says.", tensor.File, tensor: tensor.Name);
+                chunk.CopyTo(new Span<byte>(destination + at, chunk.Length));
+                at += chunk.Length;
+            });
+            if (at != tensor.ByteLength)
+                throw new BigModelException(BigModelErrorCode.IoFailure, $"read {at} of {tensor.ByteLength} bytes.", tensor.File, tensor: tensor.Name);
+            return result;
+        }
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose() => _maps.Dispose();
+}

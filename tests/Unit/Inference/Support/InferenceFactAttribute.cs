@@ -1,0 +1,67 @@
+namespace BigModel.Tests.Inference.Support;
+
+/// <summary>What an inference test needs from the machine.</summary>
+public enum Needs
+{
+    /// <summary>The stories260K checkpoint under ../shared/models (or BIGMODEL_STORIES260K).</summary>
+    Stories260K,
+    /// <summary>python3 with numpy, for the independent reference implementations.</summary>
+    PythonNumpy,
+    /// <summary>The MiniLM fixture (HF BERT folder converted from the MiniLM package's ONNX model).</summary>
+    MiniLM,
+}
+
+/// <summary>
+/// A fact that reports itself skipped, with the reason, when a requirement is missing, so a machine without the
+/// real weights or python shows what did not run instead of passing silently.
+/// </summary>
+public sealed class InferenceFactAttribute : FactAttribute
+{
+    public InferenceFactAttribute(params Needs[] needs)
+    {
+        var missing = needs.Select(Requirements.Missing).Where(m => m is not null).ToList();
+        if (missing.Count > 0) Skip = string.Join("; ", missing);
+    }
+}
+
+/// <summary>As <see cref="InferenceFactAttribute"/>, for theories.</summary>
+public sealed class InferenceTheoryAttribute : TheoryAttribute
+{
+    public InferenceTheoryAttribute(params Needs[] needs)
+    {
+        var missing = needs.Select(Requirements.Missing).Where(m => m is not null).ToList();
+        if (missing.Count > 0) Skip = string.Join("; ", missing);
+    }
+}
+
+public static class Requirements
+{
+    public static string? Missing(Needs need) => need switch
+    {
+        Needs.Stories260K => Directory.Exists(Stories260K) && File.Exists(Path.Combine(Stories260K, "model.safetensors"))
+            ? null
+            : $"stories260K is not at {Stories260K} (set BIGMODEL_STORIES260K)",
+        Needs.PythonNumpy => PythonReference.MissingReason,
+        Needs.MiniLM => MiniLMFolder is null ? "the MiniLM fixture has not been generated (tools/Fixtures, or set BIGMODEL_MINILM)" : null,
+        _ => "unknown requirement",
+    };
+
+    /// <summary>BIGMODEL_STORIES260K, else shared/models/stories260K in a folder above the test binaries (the repository's sibling).</summary>
+    public static string Stories260K
+    {
+        get
+        {
+            if (Environment.GetEnvironmentVariable("BIGMODEL_STORIES260K") is { Length: > 0 } env) return env;
+            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            {
+                var candidate = Path.Combine(dir.FullName, "shared", "models", "stories260K");
+                if (Directory.Exists(candidate)) return candidate;
+            }
+            return Path.Combine("..", "shared", "models", "stories260K");
+        }
+    }
+
+    /// <summary>The MiniLM fixture folder, when it exists.</summary>
+    public static string? MiniLMFolder =>
+        Environment.GetEnvironmentVariable("BIGMODEL_MINILM") is { Length: > 0 } env && File.Exists(Path.Combine(env, "config.json")) ? env : null;
+}
