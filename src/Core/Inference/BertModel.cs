@@ -94,9 +94,9 @@ internal sealed class BertModel
         var words = w["word_embeddings.weight"];
         var x = words.index_select(0, ids.flatten().to(words.device)).view(b, t, Hidden).to(w.Device);
         var positions = w["position_embeddings.weight"];
-        x = x + positions.narrow(0, 0, t).to(w.Device).unsqueeze(0);
+        x = x.Plus(positions.narrow(0, 0, t).to(w.Device).unsqueeze(0));
         // Single sentences: every token has token type 0.
-        if (w.Optional("token_type_embeddings.weight") is Tensor types) x = x + types.narrow(0, 0, 1).to(w.Device).unsqueeze(0);
+        if (w.Optional("token_type_embeddings.weight") is Tensor types) x = x.Plus(types.narrow(0, 0, 1).to(w.Device).unsqueeze(0));
         return LayerNorm(x, w, "LayerNorm");
     }
 
@@ -108,9 +108,9 @@ internal sealed class BertModel
         var k = Linear(w, "attention.self.key", x).view(b, t, Heads, _headDim).transpose(1, 2);
         var v = Linear(w, "attention.self.value", x).view(b, t, Heads, _headDim).transpose(1, 2);
         var context = F.scaled_dot_product_attention(q, k, v, keep).transpose(1, 2).reshape(b, t, Hidden);
-        var attended = LayerNorm(x + Linear(w, "attention.output.dense", context), w, "attention.output.LayerNorm");
+        var attended = LayerNorm(x.Plus(Linear(w, "attention.output.dense", context)), w, "attention.output.LayerNorm");
         var inner = _act(Linear(w, "intermediate.dense", attended));
-        return LayerNorm(attended + Linear(w, "output.dense", inner), w, "output.LayerNorm");
+        return LayerNorm(attended.Plus(Linear(w, "output.dense", inner)), w, "output.LayerNorm");
     }
 
     private Tensor Linear(BlockWeights w, string name, Tensor x) =>
@@ -136,7 +136,7 @@ internal sealed class BertModel
         else
         {
             var m = mask.to(hidden.device).to(hidden.dtype).unsqueeze(-1);
-            pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9);
+            pooled = (hidden * m).sum(1) / m.sum(1).AtLeast(1e-9);
         }
         if (normalize) pooled = F.normalize(pooled, p: 2, dim: 1);
         return pooled.MoveToOuterDisposeScope();

@@ -42,6 +42,13 @@ public sealed record InferenceOptions
     public PageInMethod PageIn { get; init; } = PageInMethod.Populate;
 
     /// <summary>
+    /// Drop a memory-mapped block's pages from the page cache once it has run, so disk-placed weights hold memory
+    /// only while in the prefetch window. Off, the kernel keeps them cached while memory allows (faster when the
+    /// machine has room; under a memory limit the kernel reclaims them itself).
+    /// </summary>
+    public bool ReleaseDiskPages { get; init; }
+
+    /// <summary>
     /// Host memory the session may use, in bytes. When given, a placement whose cpu-resident weights plus the
     /// prefetch window exceed it is refused before anything is loaded.
     /// </summary>

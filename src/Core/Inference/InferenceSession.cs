@@ -375,8 +375,9 @@ public sealed class InferenceSession : IDisposable
             try
             {
                 using var cache = new KvCache(model.Layers, inputIds.Count);
-                using var logits = Run(model, inputIds, 0, cache, allPositions: true, cancel);
-                using var cpu = logits.to(CPU).contiguous();
+                using var scope = NewDisposeScope();
+                var logits = Run(model, inputIds, 0, cache, allPositions: true, cancel);
+                var cpu = logits.to(CPU).contiguous();
                 var flat = cpu.data<float>().ToArray();
                 int vocab = (int)cpu.shape[2];
                 return Enumerable.Range(0, inputIds.Count).Select(i => flat.AsSpan(i * vocab, vocab).ToArray()).ToArray();
@@ -390,14 +391,15 @@ public sealed class InferenceSession : IDisposable
 
     private Tensor Run(LlamaModel model, IReadOnlyList<int> ids, int start, KvCache cache, bool allPositions, CancellationToken cancel)
     {
-        using var input = tensor(ids.Select(i => (long)i).ToArray(), ScalarType.Int64).view(1, ids.Count);
-        return model.Forward(input, start, cache, index => _pipeline.Acquire(index, cancel), allPositions, cancel);
+        using var scope = NewDisposeScope();
+        var input = tensor(ids.Select(i => (long)i).ToArray(), [1, ids.Count], ScalarType.Int64);
+        return model.Forward(input, start, cache, index => _pipeline.Acquire(index, cancel), allPositions, cancel).MoveToOuterDisposeScope();
     }
 
     private static float[] LastRow(Tensor logits)
     {
-        using var row = logits[0, -1].to(CPU).contiguous();
-        return row.data<float>().ToArray();
+        using var scope = NewDisposeScope();
+        return logits[0, -1].to(CPU).contiguous().data<float>().ToArray();
     }
 
     private void CheckIds(IReadOnlyList<int> ids, int vocab)
@@ -494,8 +496,8 @@ public sealed class InferenceSession : IDisposable
                             mask[r * width + c] = real ? 1 : 0;
                         }
                     using var scope = NewDisposeScope();
-                    var idTensor = tensor(ids, ScalarType.Int64).view(batch.Count, width);
-                    var maskTensor = tensor(mask, ScalarType.Int64).view(batch.Count, width);
+                    var idTensor = tensor(ids, [batch.Count, width], ScalarType.Int64);
+                    var maskTensor = tensor(mask, [batch.Count, width], ScalarType.Int64);
                     var hidden = model.Encode(idTensor, maskTensor, index => _pipeline.Acquire(index, cancel), cancel);
                     var pooled = BertModel.Pool(hidden, maskTensor, pooling, normalize).to(ScalarType.Float32).to(CPU).contiguous();
                     var flat = pooled.data<float>().ToArray();

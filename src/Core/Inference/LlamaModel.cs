@@ -131,9 +131,9 @@ internal sealed class LlamaModel
     private Tensor Layer(int layer, BlockWeights w, Tensor x, KvCache cache, int start)
     {
         var h = RmsNorm(x, w["input_layernorm.weight"]);
-        x = x + Attention(layer, w, h, cache, start);
+        x = x.Plus(Attention(layer, w, h, cache, start));
         h = RmsNorm(x, w["post_attention_layernorm.weight"]);
-        return x + Mlp(w, h);
+        return x.Plus(Mlp(w, h));
     }
 
     private Tensor Attention(int layer, BlockWeights w, Tensor h, KvCache cache, int start)
@@ -144,8 +144,8 @@ internal sealed class LlamaModel
         var v = Linear(w, "self_attn.v_proj", h).view(b, t, KvHeads, HeadDim).transpose(1, 2);
 
         var (cos, sin) = Rotary(w.Device, h.dtype, start, t);
-        q = q * cos + RotateHalf(q) * sin;
-        k = k * cos + RotateHalf(k) * sin;
+        q = (q * cos).Plus(RotateHalf(q) * sin);
+        k = (k * cos).Plus(RotateHalf(k) * sin);
 
         var (keys, values) = cache.Append(layer, k, v, start);
         long length = start + t;
@@ -190,18 +190,18 @@ internal sealed class LlamaModel
     {
         var type = x.dtype;
         var f = x.to(ScalarType.Float32);
-        var normed = f * (f.pow(2).mean([-1], keepdim: true) + RmsEps).rsqrt();
+        var normed = f * (f * f).mean([-1], keepdim: true).Plus(RmsEps).rsqrt();
         return weight * normed.to(type);
     }
 
     /// <summary>True where query position start+i may attend to key position j: causal, and within the window.</summary>
     private static Tensor CausalMask(int start, long t, long length, int? window, Device device)
     {
-        var query = arange(start, start + t, device: device).unsqueeze(1);
-        var key = arange(0, length, device: device).unsqueeze(0);
-        var allowed = key <= query;
-        if (window is int wdw) allowed = allowed & (query - key < wdw);
-        return allowed;
+        var allowed = new bool[t * length];
+        for (long i = 0; i < t; i++)
+            for (long j = 0; j < length; j++)
+                allowed[i * length + j] = j <= start + i && (window is not int wdw || start + i - j < wdw);
+        return tensor(allowed, [t, length], device: device);
     }
 
     // ---------------------------------------------------------------- rotary position embeddings
@@ -223,8 +223,9 @@ internal sealed class LlamaModel
             if (table.Cos is not null) { table.Cos.Dispose(); table.Sin.Dispose(); }
             long capacity = Math.Max(needed, 256);
             // float32 like transformers: positions ⊗ inverse frequencies, duplicated over both halves.
+            using var scope = NewDisposeScope();
             var inv = tensor(_inverseFrequencies.Select(f => (float)f).ToArray(), device: device);
-            var positions = arange(0, capacity, dtype: ScalarType.Float32, device: device);
+            var positions = tensor(Enumerable.Range(0, (int)capacity).Select(p => (float)p).ToArray(), device: device);
             var freqs = outer(positions, inv);
             var emb = cat([freqs, freqs], -1);
             table = (TorchTypes.Own(emb.cos().to(type)), TorchTypes.Own(emb.sin().to(type)));

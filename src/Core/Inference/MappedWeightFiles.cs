@@ -13,6 +13,7 @@ namespace BigModel.Inference;
 internal sealed class MappedWeightFiles : IDisposable
 {
     private readonly Dictionary<(string File, ScalarType Type), Tensor> _maps = new();
+    private readonly Dictionary<string, Microsoft.Win32.SafeHandles.SafeFileHandle> _handles = new(StringComparer.Ordinal);
     private readonly object _gate = new();
     private bool _disposed;
 
@@ -43,6 +44,19 @@ internal sealed class MappedWeightFiles : IDisposable
         var type = TorchTypes.ScalarTypeOf(tensor);
         var map = Map(tensor.File, type);
         return (TorchTypes.DataPointer(map) + (nint)tensor.DataOffset, tensor.ByteLength);
+    }
+
+    /// <summary>Drops a viewable tensor's pages from this process and the page cache (see <see cref="PageIn.Release"/>).</summary>
+    public void Release(TensorInfo tensor)
+    {
+        var (address, length) = AddressRange(tensor);
+        Microsoft.Win32.SafeHandles.SafeFileHandle handle;
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (!_handles.TryGetValue(tensor.File, out handle!)) _handles[tensor.File] = handle = TensorData.Open(tensor.File);
+        }
+        PageIn.Release(address, length, handle, tensor.DataOffset);
     }
 
     private Tensor Map(string file, ScalarType type)
@@ -86,6 +100,8 @@ internal sealed class MappedWeightFiles : IDisposable
             _disposed = true;
             foreach (var map in _maps.Values) map.Dispose();
             _maps.Clear();
+            foreach (var handle in _handles.Values) handle.Dispose();
+            _handles.Clear();
         }
     }
 }

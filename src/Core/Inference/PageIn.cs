@@ -47,6 +47,38 @@ internal static class PageIn
         }
     }
 
+    /// <summary>
+    /// Drops a range from this process's page tables and from the page cache, so a used block stops holding memory
+    /// until it is next read. Only whole pages inside the range are dropped from the cache; pages shared with a
+    /// neighbouring tensor stay.
+    /// </summary>
+    public static void Release(IntPtr address, long length, SafeHandle file, long fileOffset)
+    {
+        if (length <= 0 || !OperatingSystem.IsLinux()) return;
+        long page = Environment.SystemPageSize;
+        long first = ((long)address + page - 1) / page * page;
+        long end = ((long)address + length) / page * page;
+        if (end <= first) return;
+        // Unmapping first: the kernel never drops page-cache pages that a process still maps.
+        _ = madvise((IntPtr)first, (nuint)(end - first), MadvDontNeed);
+        long offset = fileOffset + (first - (long)address);
+        _ = posix_fadvise((int)file.DangerousGetHandle(), offset, end - first, FadvDontNeed);
+    }
+
+    /// <summary>Drops a whole file's clean pages from the page cache (pages mapped by a process stay).</summary>
+    public static void EvictFile(string path)
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        _ = posix_fadvise((int)handle.DangerousGetHandle(), 0, 0, FadvDontNeed);
+    }
+
+    private const int MadvDontNeed = 4;
+    private const int FadvDontNeed = 4;
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int posix_fadvise(int fd, long offset, long length, int advice);
+
     private static unsafe void Touch(long start, long end, long page)
     {
         int sum = 0;

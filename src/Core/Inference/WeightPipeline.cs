@@ -48,6 +48,7 @@ internal sealed class WeightPipeline : IDisposable
         long done = 0;
         int blocksDone = 0;
         using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
         foreach (var route in _plan.Routes)
         {
             cancel.ThrowIfCancellationRequested();
@@ -128,14 +129,36 @@ internal sealed class WeightPipeline : IDisposable
         return new BlockWeights(route.Block, device, tensors, () =>
         {
             prepared?.Dispose();
+            if (_options.ReleaseDiskPages) ReleaseMappedPages(route);
             release?.Invoke();
         });
+    }
+
+    private void ReleaseMappedPages(BlockRoute route)
+    {
+        foreach (var bt in route.Block.Tensors)
+        {
+            var slot = _plan.Slots[bt.Source.Name];
+            if (slot.Mode == SlotMode.Mapped && !IsNeededSoon(slot, route)) _reader.Maps.Release(slot.Source);
+        }
+    }
+
+    // A weight shared with another block (a tied head and its embedding) stays cached when that block comes up
+    // within the prefetch window, counting on into the next forward pass.
+    private bool IsNeededSoon(WeightSlot slot, BlockRoute used)
+    {
+        int count = _plan.Routes.Count;
+        return _plan.Routes.Any(r => r != used
+            && (r.Block.Index - used.Block.Index + count) % count <= _options.PrefetchDepth
+            && r.Block.Tensors.Any(t => ReferenceEquals(_plan.Slots[t.Source.Name], slot)));
     }
 
     /// <summary>Brings in what one use of the block needs. Runs on the prefetch thread, or inline when synchronous.</summary>
     private Prepared Prepare(BlockRoute route, bool pageIn)
     {
         using var noGrad = no_grad();
+        // Temporaries stay referenced until the scope ends; everything kept is detached from it (TorchTypes.Own).
+        using var scope = NewDisposeScope();
         var device = TorchTypes.DeviceOf(route.Compute);
         var prepared = new Prepared(route.Block.Index);
         try

@@ -106,7 +106,7 @@ internal sealed class WeightPlan
                         needsWork = true;
                         break;
                     case SlotMode.Mapped:
-                        needsWork |= options.Prefetch;
+                        needsWork |= options.Prefetch || options.ReleaseDiskPages;
                         break;
                     default:
                         // A tied weight resident on another device than this block's is copied over for each use.

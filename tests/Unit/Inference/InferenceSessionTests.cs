@@ -257,6 +257,52 @@ public sealed class InferenceSessionTests : IDisposable
         Assert.Equal(session.Threads, TorchSharp.torch.get_num_threads());
     }
 
+    [Fact]
+    public void Results_do_not_change_under_constant_garbage_collection()
+    {
+        // TorchSharp frees native scalars and tensors from finalizers; collections during compute must not reach
+        // anything a native call is still using.
+        var folder = Llama(shape: new LlamaShape { Layers = 4 });
+        var generation = new GenerationOptions { MaxNewTokens = 12, StopTokenIds = [] };
+        var cases = new (Dictionary<string, string>? Placement, InferenceOptions Options)[]
+        {
+            (null, Base),
+            (AllDisk, Base with { DiskAccess = DiskAccess.Copied }),
+            (AllDisk, Base with { PrefetchDepth = 1 }),
+            (AllDisk, Base with { Prefetch = false, DiskAccess = DiskAccess.Copied, DType = DType.F64 }),
+        };
+        var expected = cases.Select(c =>
+        {
+            using var s = InferenceSession.Open(folder, c.Placement, c.Options);
+            return (s.Generate([1, 2, 3], generation).GeneratedIds, s.Logits([1, 2, 3, 4]));
+        }).ToList();
+        bool stop = false;
+        var collector = new Thread(() =>
+        {
+            while (!Volatile.Read(ref stop))
+            {
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+            }
+        });
+        collector.Start();
+        try
+        {
+            for (int round = 0; round < 3; round++)
+                for (int i = 0; i < cases.Length; i++)
+                {
+                    using var s = InferenceSession.Open(folder, cases[i].Placement, cases[i].Options);
+                    Assert.Equal(expected[i].GeneratedIds, s.Generate([1, 2, 3], generation).GeneratedIds);
+                    Assert.Equal(expected[i].Item2, s.Logits([1, 2, 3, 4]));
+                }
+        }
+        finally
+        {
+            Volatile.Write(ref stop, true);
+            collector.Join();
+        }
+    }
+
     private sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
     {
         public void Report(T value) => report(value);

@@ -100,22 +100,30 @@ public static class RandomCheckpoints
         var parsed = ModelConfig.Parse(configBytes, Path.Combine(folder, "config.json"));
         var spec = ArchitectureCatalog.Detect(parsed)!;
         var tensors = spec.TensorsFromConfig(parsed);
-        var random = new Random(seed);
-        var data = new Dictionary<string, byte[]>();
-        foreach (var t in tensors)
-        {
-            long n = t.Shape.Aggregate(1L, (a, b) => a * b);
-            bool norm = t.Name.Contains("norm", StringComparison.OrdinalIgnoreCase) && t.Name.EndsWith(".weight", StringComparison.Ordinal);
-            var values = new float[n];
-            for (long i = 0; i < n; i++) values[i] = (float)((norm ? 1.0 : 0.0) + Gaussian(random) * (norm ? 0.1 : std));
-            data[t.Name] = Encode(values, dtype);
-        }
         var path = Path.Combine(folder, "model.safetensors");
         var layout = SafetensorsLayout.Create(tensors.Select(t => new TensorSpec(t.Name, dtype, t.Shape)), new Dictionary<string, string> { ["format"] = "pt" });
         using var writer = new SafetensorsWriter(path, layout);
-        foreach (var (spec2, _) in layout.Tensors) writer.Write(data[spec2.Name]);
+        foreach (var (t, _) in layout.Tensors)
+        {
+            // Each tensor has its own generator, so its values do not depend on the order tensors are written in.
+            var random = new Random(HashCode.Combine(seed, StableHash(t.Name)));
+            bool norm = t.Name.Contains("norm", StringComparison.OrdinalIgnoreCase) && t.Name.EndsWith(".weight", StringComparison.Ordinal);
+            var values = new float[t.ElementCount];
+            for (long i = 0; i < values.Length; i++) values[i] = (float)((norm ? 1.0 : 0.0) + Gaussian(random) * (norm ? 0.1 : std));
+            writer.Write(Encode(values, dtype));
+        }
         writer.Complete();
         return folder;
+    }
+
+    private static int StableHash(string text)
+    {
+        unchecked
+        {
+            int h = (int)2166136261;
+            foreach (var c in text) h = (h ^ c) * 16777619;
+            return h;
+        }
     }
 
     public static byte[] Encode(float[] values, DType dtype)
