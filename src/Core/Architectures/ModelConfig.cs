@@ -14,6 +14,13 @@ public sealed class ModelConfig
     /// <summary>Config files larger than this are refused: real ones are a few kilobytes.</summary>
     public const long MaxConfigBytes = 16 * 1024 * 1024;
 
+    // Bounds far beyond any real model, so that arithmetic and loops driven by a config stay small and exact.
+    public const int MaxLayers = 10_000;
+    public const int MaxWidth = 1 << 20;
+    public const int MaxHeads = 1 << 16;
+    public const int MaxVocabulary = 1 << 24;
+    public const int MaxPositions = 1 << 24;
+
     private ModelConfig(string? path, JsonObject raw)
     {
         Path = path;
@@ -80,10 +87,14 @@ public sealed class ModelConfig
     /// <summary>Parses config.json text. <paramref name="path"/> only names the source in errors.</summary>
     public static ModelConfig Parse(ReadOnlySpan<byte> json, string? path = null)
     {
+        if (!System.Text.Unicode.Utf8.IsValid(json))
+            throw new BigModelException(BigModelErrorCode.ConfigNotJson, "not valid UTF-8.", path);
         JsonNode? node;
         try
         {
             node = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { MaxDepth = 64, AllowTrailingCommas = false });
+            // JsonObject builds its dictionary lazily; do it here so a duplicate key is reported as bad JSON.
+            if (node is JsonObject top) _ = top.Count;
         }
         catch (JsonException e)
         {
@@ -103,15 +114,15 @@ public sealed class ModelConfig
         {
             ModelType = modelType,
             Architectures = reader.StringArray("architectures"),
-            HiddenSize = reader.Int("hidden_size") ?? reader.Int("n_embd") ?? reader.Int("d_model"),
-            NumHiddenLayers = reader.Int("num_hidden_layers") ?? reader.Int("n_layer") ?? reader.Int("num_layers"),
-            NumAttentionHeads = reader.Int("num_attention_heads") ?? reader.Int("n_head"),
-            NumKeyValueHeads = reader.Int("num_key_value_heads"),
-            IntermediateSize = reader.Int("intermediate_size") ?? reader.Int("n_inner") ?? reader.Int("ffn_dim"),
-            VocabSize = reader.Int("vocab_size"),
-            MaxPositionEmbeddings = reader.Int("max_position_embeddings") ?? reader.Int("n_positions") ?? reader.Int("n_ctx"),
-            HeadDim = reader.Int("head_dim"),
-            TypeVocabSize = reader.Int("type_vocab_size"),
+            HiddenSize = reader.Dim("hidden_size", MaxWidth) ?? reader.Dim("n_embd", MaxWidth) ?? reader.Dim("d_model", MaxWidth),
+            NumHiddenLayers = reader.Dim("num_hidden_layers", MaxLayers) ?? reader.Dim("n_layer", MaxLayers) ?? reader.Dim("num_layers", MaxLayers),
+            NumAttentionHeads = reader.Dim("num_attention_heads", MaxHeads) ?? reader.Dim("n_head", MaxHeads),
+            NumKeyValueHeads = reader.Dim("num_key_value_heads", MaxHeads),
+            IntermediateSize = reader.Dim("intermediate_size", MaxWidth) ?? reader.Dim("n_inner", MaxWidth) ?? reader.Dim("ffn_dim", MaxWidth),
+            VocabSize = reader.Dim("vocab_size", MaxVocabulary),
+            MaxPositionEmbeddings = reader.Dim("max_position_embeddings", MaxPositions) ?? reader.Dim("n_positions", MaxPositions) ?? reader.Dim("n_ctx", MaxPositions),
+            HeadDim = reader.Dim("head_dim", MaxWidth),
+            TypeVocabSize = reader.Dim("type_vocab_size", MaxVocabulary),
             TieWordEmbeddingsValue = reader.Bool("tie_word_embeddings"),
             AttentionBias = reader.Bool("attention_bias"),
             RmsNormEps = reader.Double("rms_norm_eps"),
@@ -168,6 +179,15 @@ public sealed class ModelConfig
                 if (v.GetValueKind() == JsonValueKind.Null) return null;
             }
             throw Invalid(key, "must be a whole number");
+        }
+
+        /// <summary>A positive model dimension no larger than <paramref name="max"/>.</summary>
+        public int? Dim(string key, int max)
+        {
+            var value = Int(key);
+            if (value is null) return null;
+            if (value < 0 || value > max) throw Invalid(key, $"is {value}; it must lie between 0 and {max}");
+            return value;
         }
 
         private int CheckRange(string key, long value)

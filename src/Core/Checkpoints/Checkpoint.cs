@@ -5,6 +5,9 @@ using BigModel.IO;
 
 namespace BigModel.Checkpoints;
 
+/// <summary>An inconsistency that does not stop a checkpoint from loading.</summary>
+public sealed record CheckpointWarning(BigModelErrorCode Code, string Message, string? Tensor);
+
 /// <summary>
 /// A model checkpoint, described from its headers alone: which files hold which tensors, their dtypes, shapes and
 /// byte ranges, and the model config beside them. Opening one reads no tensor data.
@@ -18,7 +21,7 @@ public sealed class Checkpoint
     private readonly Dictionary<string, TensorInfo> _byName;
 
     private Checkpoint(string path, string directory, CheckpointFormat format, string? indexPath, IReadOnlyList<string> files,
-        IReadOnlyList<TensorInfo> tensors, ModelConfig? config, IReadOnlyDictionary<string, string> metadata, IReadOnlyList<string> warnings, long? declaredTotalSize)
+        IReadOnlyList<TensorInfo> tensors, ModelConfig? config, IReadOnlyDictionary<string, string> metadata, IReadOnlyList<CheckpointWarning> warnings, long? declaredTotalSize)
     {
         Path = path;
         Directory = directory;
@@ -64,7 +67,7 @@ public sealed class Checkpoint
     public IReadOnlyDictionary<string, string> Metadata { get; }
 
     /// <summary>Inconsistencies that do not stop loading (Test-Checkpoint reports them).</summary>
-    public IReadOnlyList<string> Warnings { get; }
+    public IReadOnlyList<CheckpointWarning> Warnings { get; }
 
     /// <summary>metadata.total_size of the index, when given.</summary>
     public long? DeclaredTotalSize { get; }
@@ -96,7 +99,7 @@ public sealed class Checkpoint
         var (kind, file) = Locate(full);
         var directory = System.IO.Path.GetDirectoryName(file)!;
         var config = LoadConfig(directory);
-        var warnings = new List<string>();
+        var warnings = new List<CheckpointWarning>();
         switch (kind)
         {
             case CheckpointFormat.Safetensors:
@@ -119,9 +122,10 @@ public sealed class Checkpoint
                 var tensorsByShard = new Dictionary<string, Dictionary<string, TensorInfo>>(StringComparer.Ordinal);
                 var files = new List<string>(shards.Count);
                 IReadOnlyDictionary<string, string>? metadata = null;
+                var folder = new ContainedFolder(directory);
                 foreach (var shard in shards)
                 {
-                    var shardPath = PathSafety.ResolveInside(directory, shard, file);
+                    var shardPath = folder.Resolve(shard, file);
                     if (!File.Exists(shardPath))
                         throw new BigModelException(BigModelErrorCode.IndexShardMissing, $"shard '{shard}' named in the weight_map does not exist.", file);
                     files.Add(shardPath);
@@ -147,10 +151,10 @@ public sealed class Checkpoint
                 }
                 foreach (var (shard, rest) in tensorsByShard)
                     foreach (var name in rest.Keys.Order(NaturalOrder.Instance))
-                        warnings.Add($"tensor '{name}' is stored in '{shard}' but the weight_map does not list it; it is ignored.");
+                        warnings.Add(new(BigModelErrorCode.IndexTensorNotListed, $"stored in '{shard}' but the weight_map does not list it; it is ignored.", name));
                 long sum = tensors.Sum(t => t.ByteLength);
                 if (index.TotalSize is long declared && declared != sum)
-                    warnings.Add($"metadata.total_size is {declared} but the listed tensors hold {sum} bytes.");
+                    warnings.Add(new(BigModelErrorCode.IndexTotalSizeMismatch, $"metadata.total_size is {declared} but the listed tensors hold {sum} bytes.", null));
                 return new Checkpoint(full, directory, format, file, files, tensors, config,
                     metadata ?? new Dictionary<string, string>(), warnings, index.TotalSize);
             }

@@ -164,6 +164,9 @@ public sealed class SafetensorsWriter : IDisposable
         _written += data.Length;
     }
 
+    /// <summary>Array form of <see cref="Write(ReadOnlySpan{byte})"/>, for callers without spans (PowerShell).</summary>
+    public void Write(byte[] data, int offset, int count) => Write(data.AsSpan(offset, count));
+
     /// <summary>Flushes to stable storage after checking that the data section is complete.</summary>
     public void Complete()
     {

@@ -31,8 +31,9 @@ public sealed class ShardIndex
     /// <summary>Everything under "metadata".</summary>
     public IReadOnlyDictionary<string, JsonElement> Metadata { get; }
 
-    /// <summary>Shard file names in the order they first appear.</summary>
-    public IReadOnlyList<string> Shards => WeightMap.Select(p => p.Value).Distinct(StringComparer.Ordinal).ToList();
+    /// <summary>Shard file names in natural order (model-00001-of-00003 first), each once.</summary>
+    public IReadOnlyList<string> Shards =>
+        WeightMap.Select(p => p.Value).Distinct(StringComparer.Ordinal).Order(Architectures.NaturalOrder.Instance).ToList();
 
     public static ShardIndex Read(string path)
     {
@@ -58,6 +59,9 @@ public sealed class ShardIndex
 
     public static ShardIndex Parse(ReadOnlySpan<byte> json, string path)
     {
+        // Utf8JsonReader checks string contents only when they are read; reject bad bytes before anything else.
+        if (!System.Text.Unicode.Utf8.IsValid(json))
+            throw new BigModelException(BigModelErrorCode.IndexNotJson, "the index is not valid UTF-8.", path);
         var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 64 });
         List<KeyValuePair<string, string>>? weightMap = null;
         long? totalSize = null;

@@ -97,4 +97,13 @@ public enum BigModelErrorCode
     DeviceUnavailable = 1905,
     ModelKindMismatch = 1906,
     InvalidGenerationInput = 1907,
+
+    // 2000-2099: device maps (planning, reading and checking maps)
+    DeviceMapInvalidModuleName = 2000,
+    DeviceMapModuleConflict = 2001,
+    DeviceMapInvalidPattern = 2002,
+    DeviceMapDuplicateDevice = 2003,
+    DeviceMapTiedParameterInvalid = 2004,
+    DeviceMapUncoveredTensors = 2005,
+    DeviceMapTooLarge = 2006,
 }

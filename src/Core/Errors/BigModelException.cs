@@ -54,6 +54,7 @@ public class BigModelException : Exception
         >= BigModelErrorCode.InvalidSize and < BigModelErrorCode.MemoryBudgetExceeded => BigModelErrorCategory.InvalidArgument,
         >= BigModelErrorCode.MemoryBudgetExceeded and < BigModelErrorCode.DestinationExists => BigModelErrorCategory.ResourceLimit,
         >= BigModelErrorCode.DestinationExists and < BigModelErrorCode.NonFiniteValues => BigModelErrorCategory.WriteConflict,
+        >= BigModelErrorCode.DeviceMapInvalidModuleName and <= BigModelErrorCode.DeviceMapUncoveredTensors => BigModelErrorCategory.InvalidArgument,
         _ => BigModelErrorCategory.InvalidData,
     };
 

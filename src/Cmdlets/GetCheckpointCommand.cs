@@ -1,0 +1,79 @@
+using System.Management.Automation;
+using BigModel.Checkpoints;
+using BigModel.Cmdlets.Infrastructure;
+using BigModel.Errors;
+
+namespace BigModel.Cmdlets;
+
+/// <summary>Describes a model checkpoint without loading its weights.</summary>
+/// <remarks>
+/// <para>Reads only the headers of a checkpoint: a single *.safetensors file, a sharded folder with a *.safetensors.index.json, a PyTorch pytorch_model.bin (read with an allowlist unpickler that never executes code), or a model folder resolved the way transformers does (model.safetensors, model.safetensors.index.json, pytorch_model.bin, pytorch_model.bin.index.json). config.json beside the weights is read too.</para>
+/// <para>The checkpoint object lists its files, format, architecture, parameter count, size and dtypes; its Tensors property holds every tensor (name, dtype, shape, bytes, file) in the model's forward order. Pipe it to Get-ModelMemory, Test-Checkpoint, Split-Checkpoint or New-DeviceMap.</para>
+/// <para>Every header is validated as the safetensors reference implementation does, and index entries that would leave the checkpoint folder are refused.</para>
+/// </remarks>
+/// <example>
+/// <code>Get-Checkpoint ./all-MiniLM-L6-v2</code>
+/// <para>Describes the checkpoint in a model folder.</para>
+/// </example>
+/// <example>
+/// <code>Get-Checkpoint ./Llama-2-7b-hf -Tensor -Name 'model.layers.0.*' | Sort-Object ByteLength -Descending</code>
+/// <para>Lists the tensors of the first decoder layer, largest first.</para>
+/// </example>
+/// <example>
+/// <code>Get-ChildItem ~/models -Directory | Get-Checkpoint -ErrorAction SilentlyContinue | Format-Table Path, Format, ParameterCount</code>
+/// <para>Surveys every model folder; folders that are not checkpoints are skipped.</para>
+/// </example>
+/// <returns>BigModel.Checkpoints.Checkpoint, or BigModel.Checkpoints.TensorInfo with -Tensor.</returns>
+[Cmdlet(VerbsCommon.Get, "Checkpoint", DefaultParameterSetName = CheckpointSet)]
+[OutputType(typeof(Checkpoint), ParameterSetName = [CheckpointSet])]
+[OutputType(typeof(TensorInfo), ParameterSetName = [TensorSet])]
+public sealed class GetCheckpointCommand : BigModelCmdlet
+{
+    private const string CheckpointSet = "Checkpoint";
+    private const string TensorSet = "Tensor";
+
+    /// <summary>A weight file, an index file or a model folder. Wildcards are allowed.</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [Alias("FullName", "PSPath")]
+    [ValidateNotNullOrEmpty]
+    [SupportsWildcards]
+    public string[] Path { get; set; } = [];
+
+    /// <summary>Emit the tensors instead of the checkpoint.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = TensorSet)]
+    public SwitchParameter Tensor { get; set; }
+
+    /// <summary>Only tensors whose names match these wildcard patterns.</summary>
+    [Parameter(ParameterSetName = TensorSet)]
+    [ArgumentCompleter(typeof(TensorNameCompleter))]
+    public string[]? Name { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        foreach (var input in Path)
+        {
+            try
+            {
+                foreach (var path in ResolvePaths(input))
+                {
+                    var checkpoint = Checkpoint.Open(path);
+                    foreach (var warning in checkpoint.Warnings)
+                        WriteWarning($"{checkpoint.Path}: {(warning.Tensor is null ? "" : $"tensor '{warning.Tensor}': ")}{warning.Message}");
+                    if (!Tensor)
+                    {
+                        WriteObject(checkpoint);
+                        continue;
+                    }
+                    var patterns = Name?.Select(n => new WildcardPattern(n, WildcardOptions.IgnoreCase)).ToList();
+                    foreach (var tensor in checkpoint.Tensors)
+                        if (patterns is null || patterns.Any(p => p.IsMatch(tensor.Name)))
+                            WriteObject(tensor);
+                }
+            }
+            catch (BigModelException e)
+            {
+                WriteBigModelError(e, input);
+            }
+        }
+    }
+}

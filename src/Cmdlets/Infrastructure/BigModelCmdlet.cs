@@ -1,0 +1,40 @@
+using System.Management.Automation;
+using BigModel.Errors;
+
+namespace BigModel.Cmdlets.Infrastructure;
+
+/// <summary>
+/// What every BigModel cmdlet shares: PowerShell-relative path resolution (the process's current directory is
+/// not PowerShell's location) and BigModel errors turned into ErrorRecords with stable ids and categories.
+/// </summary>
+public abstract class BigModelCmdlet : PSCmdlet
+{
+    /// <summary>Resolves a path the user typed (relative, ~, PSDrive, wildcard) to file-system paths.</summary>
+    protected IReadOnlyList<string> ResolvePaths(string path)
+    {
+        try
+        {
+            var resolved = SessionState.Path.GetResolvedProviderPathFromPSPath(path, out var provider);
+            if (provider.Name != "FileSystem")
+                throw new BigModelException(BigModelErrorCode.PathNotFound, $"'{path}' is not a file-system path (provider {provider.Name}).", path);
+            return resolved.ToList();
+        }
+        catch (ItemNotFoundException e)
+        {
+            throw new BigModelException(BigModelErrorCode.PathNotFound, "no such file or folder.", path, inner: e);
+        }
+        catch (System.Management.Automation.DriveNotFoundException e)
+        {
+            throw new BigModelException(BigModelErrorCode.PathNotFound, e.Message, path, inner: e);
+        }
+    }
+
+    /// <summary>Resolves a path that may not exist yet (a destination).</summary>
+    protected string ResolveNewPath(string path) => SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
+
+    /// <summary>Writes a non-terminating error for <paramref name="e"/>.</summary>
+    protected void WriteBigModelError(BigModelException e, object? target = null) => WriteError(ErrorRecords.From(e, target));
+
+    /// <summary>Stops the pipeline with <paramref name="e"/>.</summary>
+    protected void ThrowBigModelError(BigModelException e, object? target = null) => ThrowTerminatingError(ErrorRecords.From(e, target));
+}

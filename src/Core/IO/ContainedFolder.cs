@@ -1,0 +1,52 @@
+using BigModel.Errors;
+
+namespace BigModel.IO;
+
+/// <summary>
+/// A folder that untrusted names must stay inside. The folder's own real location is resolved once, so checking
+/// the hundreds of shard names of a large index costs a few system calls each.
+/// </summary>
+public sealed class ContainedFolder
+{
+    private readonly string _fullRoot;
+    private readonly string _realRoot;
+
+    public ContainedFolder(string root)
+    {
+        _fullRoot = Path.GetFullPath(root);
+        _realRoot = PathSafety.RealPath(_fullRoot);
+    }
+
+    /// <summary>The full path of <paramref name="relative"/> inside the folder, or <paramref name="code"/> naming <paramref name="source"/>.</summary>
+    public string Resolve(string relative, string source, BigModelErrorCode code = BigModelErrorCode.IndexPathEscapes)
+    {
+        var problem = PathSafety.LexicalProblem(relative);
+        if (problem is not null)
+            throw new BigModelException(code, $"'{PathSafety.Show(relative)}' {problem}; only plain names inside the checkpoint folder are allowed.", source);
+
+        var full = Path.GetFullPath(Path.Combine(_fullRoot, relative));
+        if (!PathSafety.IsUnder(_fullRoot, full))
+            throw new BigModelException(code, $"'{PathSafety.Show(relative)}' resolves to {full}, outside {_fullRoot}.", source);
+
+        // Walk only the components below the folder: a symbolic link among them may point anywhere.
+        var current = _realRoot;
+        var parts = Path.GetRelativePath(_fullRoot, full).Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries);
+        for (int i = 0; i < parts.Length; i++)
+        {
+            var next = Path.Combine(current, parts[i]);
+            FileSystemInfo info = new FileInfo(next);
+            string? target;
+            try { target = info.Exists || Directory.Exists(next) ? (Directory.Exists(next) ? new DirectoryInfo(next) : info).LinkTarget : null; }
+            catch (IOException) { target = null; }
+            if (target is not null)
+            {
+                var real = PathSafety.RealPath(Path.Combine([Path.IsPathRooted(target) ? target : Path.Combine(current, target), .. parts[(i + 1)..]]));
+                if (!PathSafety.IsUnder(_realRoot, real))
+                    throw new BigModelException(code, $"'{PathSafety.Show(relative)}' is a link to {real}, outside {_realRoot}.", source);
+                return full;
+            }
+            current = next;
+        }
+        return full;
+    }
+}

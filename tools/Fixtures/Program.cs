@@ -1,0 +1,3 @@
+using BigModel.Fixtures;
+
+return FixturesCommand.Run(args, Console.Out, Console.Error);
