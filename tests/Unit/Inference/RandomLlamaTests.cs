@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using BigModel.Checkpoints;
+using BigModel.Fixtures.Synthetic;
 using BigModel.Inference;
 using BigModel.Tests.Inference.Support;
 using BigModel.Tests.Support;
@@ -50,6 +51,20 @@ public sealed class RandomLlamaTests : IDisposable
             Assert.Contains(s.LoadReport.Blocks, b => b.Name == "model.layers.0");
         Assert.NotNull(Checkpoint.Open(folder).Find("model.layers.0.self_attn.q_proj.bias"));
         Assert.Null(Checkpoint.Open(folder).Find("model.layers.0.self_attn.o_proj.bias"));
+        MatchesReference(folder);
+    }
+
+    [InferenceFact(Needs.PythonNumpy)]
+    public void Sharded_qwen2_from_the_fixture_generator_matches_the_reference()
+    {
+        var folder = _dir.Combine("qwen2-sharded");
+        LlamaFixture.Generate(folder, new LlamaOptions
+        {
+            ModelType = "qwen2", Hidden = 64, Intermediate = 176, Layers = 3, Heads = 4, KvHeads = 2, Vocab = 512, MaxShardSize = 100_000, Std = 0.1,
+        });
+        var checkpoint = Checkpoint.Open(folder);
+        Assert.Equal(CheckpointFormat.ShardedSafetensors, checkpoint.Format);
+        Assert.True(checkpoint.Files.Count > 3);
         MatchesReference(folder);
     }
 

@@ -7,8 +7,6 @@ public enum Needs
     Stories260K,
     /// <summary>python3 with numpy, for the independent reference implementations.</summary>
     PythonNumpy,
-    /// <summary>The MiniLM fixture (HF BERT folder converted from the MiniLM package's ONNX model).</summary>
-    MiniLM,
 }
 
 /// <summary>
@@ -42,7 +40,6 @@ public static class Requirements
             ? null
             : $"stories260K is not at {Stories260K} (set BIGMODEL_STORIES260K)",
         Needs.PythonNumpy => PythonReference.MissingReason,
-        Needs.MiniLM => MiniLMFolder is null ? "the MiniLM fixture has not been generated (tools/Fixtures, or set BIGMODEL_MINILM)" : null,
         _ => "unknown requirement",
     };
 
@@ -60,8 +57,4 @@ public static class Requirements
             return Path.Combine("..", "shared", "models", "stories260K");
         }
     }
-
-    /// <summary>The MiniLM fixture folder, when it exists.</summary>
-    public static string? MiniLMFolder =>
-        Environment.GetEnvironmentVariable("BIGMODEL_MINILM") is { Length: > 0 } env && File.Exists(Path.Combine(env, "config.json")) ? env : null;
 }
