@@ -46,17 +46,28 @@ internal sealed class MappedWeightFiles : IDisposable
         return (TorchTypes.DataPointer(map) + (nint)tensor.DataOffset, tensor.ByteLength);
     }
 
-    /// <summary>Drops a viewable tensor's pages from this process and the page cache (see <see cref="PageIn.Release"/>).</summary>
+    /// <summary>Drops a viewable tensor's pages from this process and the page cache (see <see cref="Inference.PageIn.Release"/>).</summary>
     public void Release(TensorInfo tensor)
     {
         var (address, length) = AddressRange(tensor);
-        Microsoft.Win32.SafeHandles.SafeFileHandle handle;
+        Inference.PageIn.Release(address, length, Handle(tensor.File), tensor.DataOffset);
+    }
+
+    /// <summary>Brings a viewable tensor's pages in ahead of use (see <see cref="PageInMethod"/>).</summary>
+    public void PageIn(TensorInfo tensor, PageInMethod method)
+    {
+        var (address, length) = AddressRange(tensor);
+        Inference.PageIn.Run(method, address, length, method == PageInMethod.Read ? Handle(tensor.File) : null, tensor.DataOffset);
+    }
+
+    private Microsoft.Win32.SafeHandles.SafeFileHandle Handle(string file)
+    {
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            if (!_handles.TryGetValue(tensor.File, out handle!)) _handles[tensor.File] = handle = TensorData.Open(tensor.File);
+            if (!_handles.TryGetValue(file, out var handle)) _handles[file] = handle = TensorData.Open(file);
+            return handle;
         }
-        PageIn.Release(address, length, handle, tensor.DataOffset);
     }
 
     private Tensor Map(string file, ScalarType type)

@@ -14,6 +14,11 @@ public enum PageInMethod
     Populate,
     /// <summary>Reads one byte per page from the prefetch thread, faulting every page in before the compute needs it.</summary>
     Touch,
+    /// <summary>
+    /// Reads the range from the file with large sequential reads (filling the page cache in big I/Os rather than
+    /// page faults), then maps the now-cached pages as <see cref="Populate"/> does.
+    /// </summary>
+    Read,
 }
 
 /// <summary>Page-in of mapped address ranges, with the system calls each <see cref="PageInMethod"/> needs.</summary>
@@ -23,7 +28,7 @@ internal static class PageIn
     private const int MadvPopulateRead = 22;
     private static volatile bool s_populateUnsupported;
 
-    public static void Run(PageInMethod method, IntPtr address, long length)
+    public static void Run(PageInMethod method, IntPtr address, long length, SafeHandle? file = null, long fileOffset = 0)
     {
         if (length <= 0) return;
         long page = Environment.SystemPageSize;
@@ -34,6 +39,10 @@ internal static class PageIn
             case PageInMethod.WillNeed when OperatingSystem.IsLinux() || OperatingSystem.IsMacOS():
                 // Advice failures cost speed, never correctness: the compute faults pages in itself.
                 _ = madvise((IntPtr)start, (nuint)(end - start), MadvWillNeed);
+                return;
+            case PageInMethod.Read when file is not null:
+                ReadThrough(file, fileOffset, length);
+                Run(PageInMethod.Populate, address, length);
                 return;
             case PageInMethod.Populate when OperatingSystem.IsLinux() && !s_populateUnsupported:
                 if (madvise((IntPtr)start, (nuint)(end - start), MadvPopulateRead) == 0) return;
@@ -78,6 +87,23 @@ internal static class PageIn
 
     [DllImport("libc", SetLastError = true)]
     private static extern int posix_fadvise(int fd, long offset, long length, int advice);
+
+    [ThreadStatic]
+    private static byte[]? t_scratch;
+
+    // The data is discarded: the read exists to make the kernel bring the pages into the page cache.
+    private static void ReadThrough(SafeHandle file, long offset, long length)
+    {
+        var scratch = t_scratch ??= new byte[8 << 20];
+        var handle = (Microsoft.Win32.SafeHandles.SafeFileHandle)file;
+        long done = 0;
+        while (done < length)
+        {
+            int n = RandomAccess.Read(handle, scratch.AsSpan(0, (int)Math.Min(scratch.Length, length - done)), offset + done);
+            if (n == 0) return;
+            done += n;
+        }
+    }
 
     private static unsafe void Touch(long start, long end, long page)
     {

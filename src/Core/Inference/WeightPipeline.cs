@@ -169,11 +169,7 @@ internal sealed class WeightPipeline : IDisposable
                 switch (slot.Mode)
                 {
                     case SlotMode.Mapped:
-                        if (pageIn)
-                        {
-                            var (address, length) = _reader.Maps.AddressRange(slot.Source);
-                            PageIn.Run(_options.PageIn, address, length);
-                        }
+                        if (pageIn) _reader.Maps.PageIn(slot.Source, _options.PageIn);
                         break;
                     case SlotMode.Streamed when route.Compute.Kind != WeightLocationKind.Cuda:
                         prepared.Tensors[bt.Key] = _reader.Load(slot.Source, CPU);

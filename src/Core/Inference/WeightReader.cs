@@ -42,14 +42,20 @@ internal sealed class WeightReader : IDisposable
     public Tensor Load(TensorInfo tensor, Device device, bool pin = false)
     {
         var target = TargetType(tensor);
-        using var source = _maps.TryView(tensor) ?? ReadCopy(tensor);
+        // Read with large sequential reads straight into the new tensor: faulting a cold file in through a mapping
+        // would read it a few pages at a time.
+        var read = ReadCopy(tensor);
         if (pin)
         {
-            using var converted = source.to(target, CPU, copy: true);
-            return TorchTypes.Own(converted.pin_memory());
+            using (read)
+            {
+                if (target == read.dtype) return TorchTypes.Own(read.pin_memory());
+                using var converted = read.to(target);
+                return TorchTypes.Own(converted.pin_memory());
+            }
         }
-        // to() returns its input when nothing changes; a mapped view must still become a private copy.
-        return TorchTypes.Own(source.to(target, device, copy: true));
+        if (target == read.dtype && device.type == DeviceType.CPU) return read;
+        using (read) return TorchTypes.Own(read.to(target, device, copy: true));
     }
 
     /// <summary>Reads the stored bytes into new host memory, gathering strided data; works for every source format.</summary>
@@ -64,6 +70,12 @@ internal sealed class WeightReader : IDisposable
         {
             if (tensor.ByteLength == 0) return result;
             byte* destination = (byte*)TorchTypes.DataPointer(result);
+            if (tensor.IsContiguous)
+            {
+                using var handle = TensorData.Open(tensor.File);
+                ReadExactly(handle, destination, tensor.ByteLength, tensor.DataOffset, tensor);
+                return result;
+            }
             long at = 0;
             TensorData.Read(tensor, chunk =>
             {
@@ -80,6 +92,29 @@ internal sealed class WeightReader : IDisposable
         {
             result.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>Reads <paramref name="length"/> bytes at <paramref name="offset"/> into native memory, in reads of at most 64 MiB.</summary>
+    internal static unsafe void ReadExactly(Microsoft.Win32.SafeHandles.SafeFileHandle handle, byte* destination, long length, long offset, TensorInfo tensor)
+    {
+        const int Chunk = 64 << 20;
+        long done = 0;
+        while (done < length)
+        {
+            int want = (int)Math.Min(Chunk, length - done);
+            int n;
+            try
+            {
+                n = RandomAccess.Read(handle, new Span<byte>(destination + done, want), offset + done);
+            }
+            catch (IOException e)
+            {
+                throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, tensor.File, offset + done, tensor.Name, e);
+            }
+            if (n == 0)
+                throw new BigModelException(BigModelErrorCode.IoFailure, "the file ended before the tensor's data (was it truncated after opening?).", tensor.File, offset + done, tensor.Name);
+            done += n;
         }
     }
 

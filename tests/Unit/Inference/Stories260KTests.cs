@@ -44,6 +44,8 @@ public sealed class Stories260KTests
             ("prefetch, mapped", Base),
             ("prefetch depth 1, mapped, touch", Base with { PrefetchDepth = 1, PageIn = PageInMethod.Touch }),
             ("prefetch, mapped, willneed", Base with { PageIn = PageInMethod.WillNeed }),
+            ("prefetch, mapped, read, pages released after use", Base with { PageIn = PageInMethod.Read, ReleaseDiskPages = true }),
+            ("synchronous, mapped, pages released after use", Base with { Prefetch = false, ReleaseDiskPages = true }),
             ("prefetch depth 3, copied", Base with { PrefetchDepth = 3, DiskAccess = DiskAccess.Copied }),
             ("synchronous, mapped", Base with { Prefetch = false }),
             ("synchronous, copied", Base with { Prefetch = false, DiskAccess = DiskAccess.Copied }),
