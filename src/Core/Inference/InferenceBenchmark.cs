@@ -27,6 +27,9 @@ public sealed record BenchmarkMeasurement(
     long DiskBytesPerToken,
     IReadOnlyList<int> GeneratedIds)
 {
+    /// <summary>Mean decode latency of every round, when the case ran in several (see <see cref="InferenceBenchmark.RunRounds"/>).</summary>
+    public IReadOnlyList<double> RoundMeans { get; init; } = [];
+
     /// <summary>Anonymous memory the run added on top of the process before the session was opened.</summary>
     public long AddedRssAnonBytes => PeakRssAnonBytes - BaselineRssAnonBytes;
 }
@@ -72,14 +75,15 @@ public static class InferenceBenchmark
             new("resident", null, o),
             new("half disk, warm cache, mapped, prefetch", half, o),
             new("half disk, warm cache, copied, synchronous (Accelerate's way)", half, o with { Prefetch = false, DiskAccess = DiskAccess.Copied }),
-            new("half disk, cold, mapped, prefetch (populate)", half, cold),
+            new("half disk, cold, mapped, prefetch (read)", half, cold),
+            new("half disk, cold, mapped, prefetch (populate)", half, cold with { PageIn = PageInMethod.Populate }),
             new("half disk, cold, mapped, prefetch (willneed)", half, cold with { PageIn = PageInMethod.WillNeed }),
             new("half disk, cold, mapped, prefetch (touch)", half, cold with { PageIn = PageInMethod.Touch }),
             new("half disk, cold, mapped, synchronous", half, cold with { Prefetch = false }),
             new("half disk, cold, copied, prefetch", half, cold with { DiskAccess = DiskAccess.Copied }),
             new("half disk, cold, copied, synchronous (Accelerate's way)", half, cold with { Prefetch = false, DiskAccess = DiskAccess.Copied }),
             new("all disk, warm cache, mapped, prefetch", all, o),
-            new("all disk, cold, mapped, prefetch (populate)", all, cold),
+            new("all disk, cold, mapped, prefetch (read)", all, cold),
             new("all disk, cold, copied, prefetch", all, cold with { DiskAccess = DiskAccess.Copied }),
             new("all disk, cold, copied, synchronous (Accelerate's way)", all, cold with { Prefetch = false, DiskAccess = DiskAccess.Copied }),
         ];
@@ -118,6 +122,32 @@ public static class InferenceBenchmark
         return measurement;
     }
 
+    /// <summary>
+    /// Runs every case <paramref name="rounds"/> times, interleaved (case 1, case 2, ..., case 1, ...), so that load
+    /// from elsewhere on the machine spreads over all cases instead of skewing one, and keeps for each case the round
+    /// whose mean decode latency is the median. Also returns the median storage read speed measured between rounds.
+    /// </summary>
+    public static (IReadOnlyList<BenchmarkMeasurement> Results, double DiskBytesPerSecond) RunRounds(string checkpointPath, IReadOnlyList<BenchmarkCase> cases,
+        int tokens, int rounds, TextWriter? log = null)
+    {
+        var checkpoint = Checkpoint.Open(checkpointPath);
+        var runs = cases.Select(_ => new List<BenchmarkMeasurement>()).ToList();
+        var speeds = new List<double>();
+        for (int round = 0; round < rounds; round++)
+        {
+            speeds.Add(MeasureReadBandwidth(checkpoint.Files[0]));
+            log?.WriteLine(string.Create(CultureInfo.InvariantCulture, $"round {round + 1}/{rounds}: storage read {speeds[^1] / 1e9:F2} GB/s"));
+            for (int i = 0; i < cases.Count; i++) runs[i].Add(Measure(checkpointPath, cases[i], tokens, log));
+        }
+        speeds.Sort();
+        var results = runs.Select(r =>
+        {
+            var sorted = r.OrderBy(m => m.MeanDecodeMilliseconds).ToList();
+            return sorted[sorted.Count / 2] with { RoundMeans = r.Select(m => m.MeanDecodeMilliseconds).ToList() };
+        }).ToList();
+        return (results, speeds[speeds.Count / 2]);
+    }
+
     /// <summary>Sequential read speed of <paramref name="file"/> from storage (evicted from the page cache first), in bytes per second.</summary>
     public static double MeasureReadBandwidth(string file, long maxBytes = 1L << 30)
     {
@@ -140,17 +170,18 @@ public static class InferenceBenchmark
     {
         var resident = results.FirstOrDefault(r => r.MappedBytes == 0 && r.StreamedBytes == 0);
         var text = new StringBuilder();
-        text.AppendLine("| case | decode ms/token (mean) | median | min | bound ms | vs bound | prefetch wait ms/token | added RssAnon | disk bytes/token |");
-        text.AppendLine("|---|---|---|---|---|---|---|---|---|");
+        text.AppendLine("| case | decode ms/token (mean) | median | min | rounds (means) | bound ms | vs bound | prefetch wait ms/token | peak RssAnon | cpu-resident weights | disk bytes/token |");
+        text.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in results)
         {
             double? bound = null;
             if (resident is not null && diskBytesPerSecond is double speed && r.DiskBytesPerToken > 0)
                 bound = Math.Max(resident.MeanDecodeMilliseconds, r.DiskBytesPerToken / speed * 1000);
             text.Append(CultureInfo.InvariantCulture, $"| {r.Name} | {r.MeanDecodeMilliseconds:F1} | {r.MedianDecodeMilliseconds:F1} | {r.MinDecodeMilliseconds:F1} | ");
+            text.Append(r.RoundMeans.Count > 1 ? string.Join(" / ", r.RoundMeans.Select(m => m.ToString("F0", CultureInfo.InvariantCulture))) : "—").Append(" | ");
             text.Append(bound is double b ? b.ToString("F1", CultureInfo.InvariantCulture) : "—").Append(" | ");
             text.Append(bound is double b2 ? (r.MeanDecodeMilliseconds / b2).ToString("F2", CultureInfo.InvariantCulture) + "×" : "—").Append(" | ");
-            text.Append(CultureInfo.InvariantCulture, $"{r.PrefetchWaitMillisecondsPerToken:F1} | {IO.ByteSize.Format(r.AddedRssAnonBytes)} | {IO.ByteSize.Format(r.DiskBytesPerToken)} |");
+            text.Append(CultureInfo.InvariantCulture, $"{r.PrefetchWaitMillisecondsPerToken:F1} | {IO.ByteSize.Format(r.PeakRssAnonBytes)} | {IO.ByteSize.Format(r.HostResidentBytes)} | {IO.ByteSize.Format(r.DiskBytesPerToken)} |");
             text.AppendLine();
         }
         return text.ToString();

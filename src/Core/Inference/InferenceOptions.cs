@@ -39,12 +39,12 @@ public sealed record InferenceOptions
     public DiskAccess DiskAccess { get; init; } = DiskAccess.Mapped;
 
     /// <summary>How a prefetch brings mapped pages in (with <see cref="Inference.DiskAccess.Mapped"/>).</summary>
-    public PageInMethod PageIn { get; init; } = PageInMethod.Populate;
+    public PageInMethod PageIn { get; init; } = PageInMethod.Read;
 
     /// <summary>
-    /// Drop a memory-mapped block's pages from the page cache once it has run, so disk-placed weights hold memory
-    /// only while in the prefetch window. Off, the kernel keeps them cached while memory allows (faster when the
-    /// machine has room; under a memory limit the kernel reclaims them itself).
+    /// Drop disk-placed weights from the page cache once their block has run (mapped pages after use, copied ones
+    /// right after reading), so they hold memory only while in the prefetch window. Off, the kernel keeps them
+    /// cached while memory allows (faster when the machine has room; under a memory limit it reclaims them itself).
     /// </summary>
     public bool ReleaseDiskPages { get; init; }
 

@@ -15,8 +15,9 @@ public enum PageInMethod
     /// <summary>Reads one byte per page from the prefetch thread, faulting every page in before the compute needs it.</summary>
     Touch,
     /// <summary>
-    /// Reads the range from the file with large sequential reads (filling the page cache in big I/Os rather than
-    /// page faults), then maps the now-cached pages as <see cref="Populate"/> does.
+    /// Asks the kernel which pages of the range are not in the page cache (<c>mincore</c>, about a millisecond per
+    /// gigabyte), starts read-ahead for all of them at once (many I/Os in flight), then maps them as
+    /// <see cref="Populate"/> does. Cheap when the pages are cached, fast when they are not.
     /// </summary>
     Read,
 }
@@ -40,9 +41,8 @@ internal static class PageIn
                 // Advice failures cost speed, never correctness: the compute faults pages in itself.
                 _ = madvise((IntPtr)start, (nuint)(end - start), MadvWillNeed);
                 return;
-            case PageInMethod.Read when file is not null:
-                ReadThrough(file, fileOffset, length);
-                Run(PageInMethod.Populate, address, length);
+            case PageInMethod.Read when file is not null && OperatingSystem.IsLinux():
+                ReadMissing(file, start, end, fileOffset - ((long)address - start), page);
                 return;
             case PageInMethod.Populate when OperatingSystem.IsLinux() && !s_populateUnsupported:
                 if (madvise((IntPtr)start, (nuint)(end - start), MadvPopulateRead) == 0) return;
@@ -91,7 +91,52 @@ internal static class PageIn
     [ThreadStatic]
     private static byte[]? t_scratch;
 
-    // The data is discarded: the read exists to make the kernel bring the pages into the page cache.
+    /// <summary>Reads and maps the pages of [start, end) that the page cache lacks; <paramref name="startOffset"/> is start's file offset.</summary>
+    private static unsafe void ReadMissing(SafeHandle file, long start, long end, long startOffset, long page)
+    {
+        long pages = (end - start + page - 1) / page;
+        var resident = System.Buffers.ArrayPool<byte>.Shared.Rent((int)Math.Min(pages, int.MaxValue));
+        try
+        {
+            int rc;
+            fixed (byte* v = resident) rc = mincore((IntPtr)start, (nuint)(end - start), v);
+            if (rc != 0)
+            {
+                // mincore is unavailable: read everything, which is correct, only slower when cached.
+                Array.Clear(resident, 0, (int)pages);
+            }
+            // Runs of missing pages, joined across small cached gaps so that reads stay large. All runs are first
+            // handed to the kernel's read-ahead at once (many I/Os in flight), then mapped in order, which waits
+            // for each run's pages as they arrive.
+            const long JoinGap = 64;
+            var runs = new List<(long From, long To)>();
+            long p = 0;
+            while (p < pages)
+            {
+                if ((resident[p] & 1) != 0) { p++; continue; }
+                long first = p, last = p;
+                for (long q = p + 1; q < pages && q - last <= JoinGap; q++)
+                    if ((resident[q] & 1) == 0) last = q;
+                runs.Add((first * page, Math.Min((last + 1) * page, end - start)));
+                p = last + 1;
+            }
+            foreach (var (from, to) in runs) _ = madvise((IntPtr)(start + from), (nuint)(to - from), MadvWillNeed);
+            foreach (var (from, to) in runs)
+            {
+                if (s_populateUnsupported || madvise((IntPtr)(start + from), (nuint)(to - from), MadvPopulateRead) != 0)
+                {
+                    s_populateUnsupported = true;
+                    ReadThrough(file, startOffset + from, to - from);
+                }
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(resident);
+        }
+    }
+
+    // The data is discarded: the read exists to make the kernel bring the pages into the page cache in large I/Os.
     private static void ReadThrough(SafeHandle file, long offset, long length)
     {
         var scratch = t_scratch ??= new byte[8 << 20];
@@ -104,6 +149,15 @@ internal static class PageIn
             done += n;
         }
     }
+
+    /// <summary>Drops a file range from the page cache (pages no process maps).</summary>
+    public static void DropFromCache(SafeHandle file, long offset, long length)
+    {
+        if (OperatingSystem.IsLinux() && length > 0) _ = posix_fadvise((int)file.DangerousGetHandle(), offset, length, FadvDontNeed);
+    }
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern unsafe int mincore(IntPtr address, nuint length, byte* vector);
 
     private static unsafe void Touch(long start, long end, long page)
     {

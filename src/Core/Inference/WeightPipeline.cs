@@ -21,6 +21,7 @@ internal sealed class WeightPipeline : IDisposable
     private readonly int[] _offloaded;              // block indexes that need work per use, in forward order
     private readonly Dictionary<int, int> _cyclePosition = new();
     private readonly Dictionary<string, CudaCopyStream> _copiers = new(StringComparer.Ordinal);
+    private readonly StagingArena? _arena;
     private Prefetcher? _prefetcher;
     private bool _disposed;
 
@@ -31,7 +32,28 @@ internal sealed class WeightPipeline : IDisposable
         _options = options;
         _offloaded = plan.Routes.Where(r => r.NeedsWork).Select(r => r.Block.Index).ToArray();
         for (int i = 0; i < _offloaded.Length; i++) _cyclePosition[_offloaded[i]] = i;
+        _arena = CreateArena();
     }
+
+    /// <summary>Staging buffers for streamed weights, when any block streams weights it can read as stored.</summary>
+    private StagingArena? CreateArena()
+    {
+        var streamed = _plan.Routes
+            .SelectMany(r => r.Block.Tensors.Select(t => (Route: r, Slot: _plan.Slots[t.Source.Name])))
+            .Where(x => x.Slot.Mode == SlotMode.Streamed && _reader.TargetType(x.Slot.Source) == TorchTypes.ScalarTypeOf(x.Slot.Source))
+            .ToList();
+        if (streamed.Count == 0) return null;
+        var type = streamed.GroupBy(x => TorchTypes.ScalarTypeOf(x.Slot.Source)).OrderByDescending(g => g.Sum(x => x.Slot.Source.ByteLength)).First().Key;
+        long elements = streamed.Where(x => TorchTypes.ScalarTypeOf(x.Slot.Source) == type)
+            .GroupBy(x => x.Route)
+            .Max(g => g.DistinctBy(x => x.Slot).Sum(x => StagingArena.Aligned(x.Slot.Source.ElementCount, type)));
+        bool pinned = streamed.Any(x => x.Route.Compute.Kind == WeightLocationKind.Cuda);
+        int buffers = _options.Prefetch ? _options.PrefetchDepth + 1 : 1;
+        return new StagingArena(buffers, type, elements, pinned);
+    }
+
+    /// <summary>Host memory held by the staging buffers.</summary>
+    public long StagingBytes => _arena?.Bytes ?? 0;
 
     /// <summary>Time the computation spent waiting for prefetched blocks.</summary>
     public TimeSpan WaitTime { get; private set; }
@@ -171,13 +193,18 @@ internal sealed class WeightPipeline : IDisposable
                     case SlotMode.Mapped:
                         if (pageIn) _reader.Maps.PageIn(slot.Source, _options.PageIn);
                         break;
-                    case SlotMode.Streamed when route.Compute.Kind != WeightLocationKind.Cuda:
-                        prepared.Tensors[bt.Key] = _reader.Load(slot.Source, CPU);
-                        break;
                     case SlotMode.Streamed:
                     {
+                        bool onCuda = route.Compute.Kind == WeightLocationKind.Cuda;
+                        var host = Stage(prepared, slot.Source)
+                            ?? _reader.Load(slot.Source, CPU, pin: onCuda, dropFromCache: _options.ReleaseDiskPages);
+                        if (!onCuda)
+                        {
+                            prepared.Tensors[bt.Key] = host;
+                            break;
+                        }
                         var copier = Copier(device);
-                        prepared.Copies.Add((bt.Key, copier, copier.Start(_reader.Load(slot.Source, CPU, pin: true), ownsSource: true)));
+                        prepared.Copies.Add((bt.Key, copier, copier.Start(host, ownsSource: true)));
                         break;
                     }
                     case SlotMode.Pinned:
@@ -200,6 +227,29 @@ internal sealed class WeightPipeline : IDisposable
             prepared.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Reads a streamed weight into the block's staging buffer (renting one on first use) and returns a view of it,
+    /// or null when the weight cannot be staged (it needs converting, or no buffer is free).
+    /// </summary>
+    private Tensor? Stage(Prepared prepared, Checkpoints.TensorInfo source)
+    {
+        if (_arena is null) return null;
+        var stored = TorchTypes.ScalarTypeOf(source);
+        if (stored != _arena.Type || _reader.TargetType(source) != stored) return null;
+        long size = StagingArena.Aligned(source.ElementCount, stored);
+        if (prepared.Staging is null)
+        {
+            prepared.Staging = _arena.Rent();
+            if (prepared.Staging is null) return null;
+            prepared.ReturnStaging = _arena.Return;
+        }
+        if (prepared.StagingUsed + size > _arena.Elements) return null;
+        var view = TorchTypes.Own(prepared.Staging.narrow(0, prepared.StagingUsed, source.ElementCount).view(source.Shape.ToArray()));
+        prepared.StagingUsed += size;
+        WeightReader.ReadInto(source, view, _options.ReleaseDiskPages);
+        return view;
     }
 
     /// <summary>Waits for the block's device copies to land (on the computing thread).</summary>
@@ -239,6 +289,7 @@ internal sealed class WeightPipeline : IDisposable
             foreach (var c in _copiers.Values) c.Dispose();
             _copiers.Clear();
         }
+        _arena?.Dispose();
     }
 
     /// <summary>What one use of a block brought in, freed when the block is handed back.</summary>
@@ -248,6 +299,9 @@ internal sealed class WeightPipeline : IDisposable
         public Dictionary<string, Tensor> Tensors { get; } = new(StringComparer.Ordinal);
         public List<(string Key, CudaCopyStream Copier, CudaCopyStream.PendingCopy Copy)> Copies { get; } = new();
         public ExceptionDispatchInfo? Failure { get; init; }
+        public Tensor? Staging { get; set; }
+        public long StagingUsed { get; set; }
+        public Action<Tensor>? ReturnStaging { get; set; }
 
         public void Dispose()
         {
@@ -260,6 +314,9 @@ internal sealed class WeightPipeline : IDisposable
             Copies.Clear();
             foreach (var t in Tensors.Values) t.Dispose();
             Tensors.Clear();
+            // Views are gone; the buffer can take the next block.
+            if (Staging is not null) ReturnStaging?.Invoke(Staging);
+            Staging = null;
         }
     }
 

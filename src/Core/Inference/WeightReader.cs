@@ -38,13 +38,14 @@ internal sealed class WeightReader : IDisposable
     /// <summary>
     /// A tensor that owns its memory, holding <paramref name="tensor"/>'s values in its target type on
     /// <paramref name="device"/>; pinned when asked (page-locked host memory for fast, asynchronous device copies).
+    /// <paramref name="dropFromCache"/> evicts the bytes read from the page cache afterwards.
     /// </summary>
-    public Tensor Load(TensorInfo tensor, Device device, bool pin = false)
+    public Tensor Load(TensorInfo tensor, Device device, bool pin = false, bool dropFromCache = false)
     {
         var target = TargetType(tensor);
         // Read with large sequential reads straight into the new tensor: faulting a cold file in through a mapping
         // would read it a few pages at a time.
-        var read = ReadCopy(tensor);
+        var read = ReadCopy(tensor, dropFromCache);
         if (pin)
         {
             using (read)
@@ -58,8 +59,35 @@ internal sealed class WeightReader : IDisposable
         using (read) return TorchTypes.Own(read.to(target, device, copy: true));
     }
 
+    /// <summary>
+    /// Reads <paramref name="tensor"/>'s stored bytes into <paramref name="destination"/>, a contiguous host tensor
+    /// of its stored type and element count (a view into a staging buffer).
+    /// </summary>
+    public static unsafe void ReadInto(TensorInfo tensor, Tensor destination, bool dropFromCache)
+    {
+        if (tensor.ByteLength == 0) return;
+        byte* target = (byte*)TorchTypes.DataPointer(destination);
+        if (tensor.IsContiguous)
+        {
+            using var handle = TensorData.Open(tensor.File);
+            ReadExactly(handle, target, tensor.ByteLength, tensor.DataOffset, tensor);
+            if (dropFromCache) PageIn.DropFromCache(handle, tensor.DataOffset, tensor.ByteLength);
+            return;
+        }
+        long at = 0;
+        TensorData.Read(tensor, chunk =>
+        {
+            if (at + chunk.Length > tensor.ByteLength)
+                throw new BigModelException(BigModelErrorCode.IoFailure, "the tensor's data is longer than its header says.", tensor.File, tensor: tensor.Name);
+            chunk.CopyTo(new Span<byte>(target + at, chunk.Length));
+            at += chunk.Length;
+        });
+        if (at != tensor.ByteLength)
+            throw new BigModelException(BigModelErrorCode.IoFailure, $"read {at} of {tensor.ByteLength} bytes.", tensor.File, tensor: tensor.Name);
+    }
+
     /// <summary>Reads the stored bytes into new host memory, gathering strided data; works for every source format.</summary>
-    public static unsafe Tensor ReadCopy(TensorInfo tensor)
+    public static Tensor ReadCopy(TensorInfo tensor, bool dropFromCache = false)
     {
         var type = TorchTypes.ScalarTypeOf(tensor);
         if (tensor.ElementCount * TorchTypes.ElementSize(type) != tensor.ByteLength)
@@ -68,24 +96,7 @@ internal sealed class WeightReader : IDisposable
         var result = TorchTypes.Own(empty(tensor.Shape.ToArray(), type, CPU));
         try
         {
-            if (tensor.ByteLength == 0) return result;
-            byte* destination = (byte*)TorchTypes.DataPointer(result);
-            if (tensor.IsContiguous)
-            {
-                using var handle = TensorData.Open(tensor.File);
-                ReadExactly(handle, destination, tensor.ByteLength, tensor.DataOffset, tensor);
-                return result;
-            }
-            long at = 0;
-            TensorData.Read(tensor, chunk =>
-            {
-                if (at + chunk.Length > tensor.ByteLength)
-                    throw new BigModelException(BigModelErrorCode.IoFailure, "the tensor's data is longer than its header says.", tensor.File, tensor: tensor.Name);
-                chunk.CopyTo(new Span<byte>(destination + at, chunk.Length));
-                at += chunk.Length;
-            });
-            if (at != tensor.ByteLength)
-                throw new BigModelException(BigModelErrorCode.IoFailure, $"read {at} of {tensor.ByteLength} bytes.", tensor.File, tensor: tensor.Name);
+            ReadInto(tensor, result, dropFromCache);
             return result;
         }
         catch
