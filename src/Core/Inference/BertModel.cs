@@ -158,7 +158,9 @@ internal sealed class BertModel
         };
         if (t.Find(p + "embeddings.token_type_embeddings.weight") is TensorInfo types)
             embeddings.Add(("token_type_embeddings.weight", t.Require("embeddings.token_type_embeddings.weight", types.Shape[0], Hidden)));
-        blocks.Add(Block(0, p + "embeddings", embeddings));
+        var embeddingBlock = Block(0, p + "embeddings", embeddings);
+        blocks.Add(new ModelBlock(0, embeddingBlock.Name,
+            embeddingBlock.Tensors.Select(x => x with { Gathered = x.Key == "word_embeddings.weight" }).ToList()));
         for (int i = 0; i < Layers; i++)
         {
             var l = $"encoder.layer.{i}.";

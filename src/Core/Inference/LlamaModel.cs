@@ -323,7 +323,8 @@ internal sealed class LlamaModel
         var p = t.Prefix;
         var blocks = new List<ModelBlock>(Layers + 3);
         var embed = t.Require("embed_tokens.weight", Vocab, Hidden);
-        blocks.Add(Block(0, p + "embed_tokens", ("weight", embed)));
+        t.ThrowIfInvalid();
+        blocks.Add(new ModelBlock(0, p + "embed_tokens", [new BlockTensor("weight", embed!, Gathered: true)]));
 
         long q = (long)Heads * HeadDim, kv = (long)KvHeads * HeadDim;
         for (int i = 0; i < Layers; i++)

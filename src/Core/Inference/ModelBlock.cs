@@ -2,8 +2,12 @@ using BigModel.Checkpoints;
 
 namespace BigModel.Inference;
 
-/// <summary>One tensor a block computes with: its name inside the block and the checkpoint tensor holding it.</summary>
-internal sealed record BlockTensor(string Key, TensorInfo Source);
+/// <summary>
+/// One tensor a block computes with: its name inside the block and the checkpoint tensor holding it.
+/// <paramref name="Gathered"/> marks an embedding table the block only looks rows up in: a use reads a few rows,
+/// so it is never read or copied whole, wherever it is placed.
+/// </summary>
+internal sealed record BlockTensor(string Key, TensorInfo Source, bool Gathered = false);
 
 /// <summary>
 /// The unit of placement, loading and prefetch: an embedding, one transformer layer, a final norm, a head. Blocks

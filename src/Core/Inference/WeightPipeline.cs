@@ -190,8 +190,12 @@ internal sealed class WeightPipeline : IDisposable
                 var slot = _plan.Slots[bt.Source.Name];
                 switch (slot.Mode)
                 {
+                    case SlotMode.Mapped when !WeightPlan.SameDevice(WeightLocation.Cpu, route.Compute):
+                        // A gathered table is looked up on the host; a dense use on a GPU (a tied head) needs a copy there.
+                        if (!bt.Gathered) prepared.Tensors[bt.Key] = TorchTypes.Own(slot.Tensor!.to(device, copy: true));
+                        break;
                     case SlotMode.Mapped:
-                        if (pageIn) _reader.Maps.PageIn(slot.Source, _options.PageIn);
+                        if (pageIn && !bt.Gathered) _reader.Maps.PageIn(slot.Source, _options.PageIn);
                         break;
                     case SlotMode.Streamed:
                     {

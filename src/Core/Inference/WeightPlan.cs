@@ -92,7 +92,7 @@ internal sealed class WeightPlan
                 var source = block.Tensors[i].Source;
                 if (!slots.TryGetValue(source.Name, out var slot))
                 {
-                    var mode = Decide(locations[i], compute, source, reader, options);
+                    var mode = Decide(locations[i], compute, source, reader, options, block.Tensors[i].Gathered);
                     slot = new WeightSlot(source, locations[i], mode, reader.TargetBytes(source));
                     slots[source.Name] = slot;
                 }
@@ -106,7 +106,9 @@ internal sealed class WeightPlan
                         needsWork = true;
                         break;
                     case SlotMode.Mapped:
-                        needsWork |= options.Prefetch || options.ReleaseDiskPages;
+                        // Row lookups need nothing brought in ahead; dense uses are paged in by the prefetcher.
+                        needsWork |= (options.Prefetch && !block.Tensors[i].Gathered) || options.ReleaseDiskPages
+                            || (!block.Tensors[i].Gathered && compute.Kind == WeightLocationKind.Cuda);
                         break;
                     default:
                         // A tied weight resident on another device than this block's is copied over for each use.
@@ -144,14 +146,17 @@ internal sealed class WeightPlan
         return execution;
     }
 
-    private static SlotMode Decide(WeightLocation location, WeightLocation compute, TensorInfo source, WeightReader reader, InferenceOptions options)
+    private static SlotMode Decide(WeightLocation location, WeightLocation compute, TensorInfo source, WeightReader reader, InferenceOptions options, bool gathered)
     {
         bool computeOnCpu = compute.Kind != WeightLocationKind.Cuda;
         return location.Kind switch
         {
             WeightLocationKind.Cuda => SlotMode.Resident,
             WeightLocationKind.Cpu => computeOnCpu ? SlotMode.Resident : SlotMode.Pinned,
-            _ => computeOnCpu && options.DiskAccess == DiskAccess.Mapped && reader.CanComputeMapped(source) ? SlotMode.Mapped : SlotMode.Streamed,
+            // A table only looked up in is read row by row from its mapping, even where blocks are otherwise copied.
+            _ => (computeOnCpu || gathered) && (options.DiskAccess == DiskAccess.Mapped || gathered) && reader.CanComputeMapped(source)
+                ? SlotMode.Mapped
+                : SlotMode.Streamed,
         };
     }
 

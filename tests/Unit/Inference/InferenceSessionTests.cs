@@ -106,6 +106,19 @@ public sealed class InferenceSessionTests : IDisposable
     }
 
     [Fact]
+    public void A_disk_placed_embedding_table_is_looked_up_in_place_never_copied_whole()
+    {
+        var folder = Llama();
+        long embedding = Checkpoint.Open(folder)["model.embed_tokens.weight"].ByteLength;
+        using var session = InferenceSession.Open(folder, AllDisk, Base with { DiskAccess = DiskAccess.Copied });
+        Assert.Equal(embedding, session.LoadReport.MappedBytes);
+        Assert.Equal(Checkpoint.Open(folder).ByteLength - embedding, session.LoadReport.StreamedBytes);
+        using var resident = InferenceSession.Open(folder, null, Base);
+        Assert.Equal(resident.Generate([4, 5], new GenerationOptions { MaxNewTokens = 6, StopTokenIds = [] }).GeneratedIds,
+            session.Generate([4, 5], new GenerationOptions { MaxNewTokens = 6, StopTokenIds = [] }).GeneratedIds);
+    }
+
+    [Fact]
     public void Bad_generation_input_is_refused()
     {
         using var session = InferenceSession.Open(Llama(), null, Base);
