@@ -5,7 +5,9 @@ namespace BigModel.Inference;
 
 /// <summary>
 /// Keys and values of every attention layer for one sequence, each preallocated to the sequence's full length on
-/// the device and in the type its layer computes with, so decoding never reallocates or concatenates.
+/// the device and in the type its layer computes with, so decoding never reallocates or concatenates. The memory
+/// is reserved, not written: only positions already computed are ever read, so a cache sized for many new tokens
+/// costs physical memory only for the tokens actually generated.
 /// </summary>
 internal sealed class KvCache : IDisposable
 {
@@ -40,7 +42,7 @@ internal sealed class KvCache : IDisposable
 
     // Detached from the forward step's dispose scope: the cache outlives each step's temporaries.
     private Tensor Allocate(Tensor like) =>
-        TorchTypes.Own(zeros([like.shape[0], like.shape[1], Capacity, like.shape[3]], like.dtype, like.device));
+        TorchTypes.Own(empty([like.shape[0], like.shape[1], Capacity, like.shape[3]], like.dtype, like.device));
 
     /// <summary>Bytes one cache of <paramref name="capacity"/> positions takes.</summary>
     public static long Bytes(int layers, int kvHeads, int headDim, int capacity, int elementSize) =>

@@ -109,15 +109,29 @@ internal sealed class WeightPipeline : IDisposable
         if (!_options.Prefetch)
         {
             var prepared = Prepare(route, pageIn: false);
-            Finish(prepared);
+            FinishOrRelease(prepared, null);
             return Assemble(route, prepared, null);
         }
         var clock = Stopwatch.StartNew();
         var item = TakePrefetched(index, cancel);
-        Finish(item);
-        WaitTime += clock.Elapsed;
         var owner = _prefetcher!;
+        FinishOrRelease(item, owner.Release);
+        WaitTime += clock.Elapsed;
         return Assemble(route, item, owner.Release);
+    }
+
+    private void FinishOrRelease(Prepared prepared, Action? release)
+    {
+        try
+        {
+            Finish(prepared);
+        }
+        catch
+        {
+            prepared.Dispose();
+            release?.Invoke();
+            throw;
+        }
     }
 
     private Prepared TakePrefetched(int index, CancellationToken cancel)
@@ -185,6 +199,9 @@ internal sealed class WeightPipeline : IDisposable
         var prepared = new Prepared(route.Block.Index);
         try
         {
+            // Reading one block at a time keeps one block's I/O in flight; announcing the next block first lets
+            // the storage work on both while this one's pages are waited for.
+            if (pageIn && _options.PageIn == PageInMethod.Read) AdviseNext(route);
             foreach (var bt in route.Block.Tensors)
             {
                 var slot = _plan.Slots[bt.Source.Name];
@@ -254,6 +271,16 @@ internal sealed class WeightPipeline : IDisposable
         prepared.StagingUsed += size;
         WeightReader.ReadInto(source, view, _options.ReleaseDiskPages);
         return view;
+    }
+
+    private void AdviseNext(BlockRoute route)
+    {
+        int next = _offloaded[(_cyclePosition[route.Block.Index] + 1) % _offloaded.Length];
+        foreach (var bt in _plan.Routes[next].Block.Tensors)
+        {
+            var slot = _plan.Slots[bt.Source.Name];
+            if (slot.Mode == SlotMode.Mapped && !bt.Gathered) _reader.Maps.PageIn(slot.Source, PageInMethod.WillNeed);
+        }
     }
 
     /// <summary>Waits for the block's device copies to land (on the computing thread).</summary>
