@@ -96,6 +96,10 @@ public enum BigModelErrorCode
     TokenizerMissing = 1901,
     Cancelled = 1902,
     TorchUnavailable = 1903,
+    TokenizerInvalid = 1904,
+    DeviceUnavailable = 1905,
+    ModelKindMismatch = 1906,
+    InvalidGenerationInput = 1907,
 
     // 2000-2099: device maps (planning, reading and checking maps)
     DeviceMapInvalidModuleName = 2000,

@@ -49,8 +49,10 @@ public class BigModelException : Exception
         BigModelErrorCode.Cancelled => BigModelErrorCategory.Cancelled,
         BigModelErrorCode.UnsupportedFormat or BigModelErrorCode.UnsupportedArchitecture or BigModelErrorCode.PickleLegacyFormat
             or BigModelErrorCode.PickleUnsupportedProtocol or BigModelErrorCode.PickleUnsupportedTensorType
-            or BigModelErrorCode.TorchUnavailable => BigModelErrorCategory.NotSupported,
+            or BigModelErrorCode.TorchUnavailable or BigModelErrorCode.DeviceUnavailable
+            or BigModelErrorCode.ModelKindMismatch => BigModelErrorCategory.NotSupported,
         BigModelErrorCode.PickleTooLarge => BigModelErrorCategory.ResourceLimit,
+        BigModelErrorCode.InvalidGenerationInput => BigModelErrorCategory.InvalidArgument,
         >= BigModelErrorCode.InvalidSize and < BigModelErrorCode.MemoryBudgetExceeded => BigModelErrorCategory.InvalidArgument,
         >= BigModelErrorCode.MemoryBudgetExceeded and < BigModelErrorCode.DestinationExists => BigModelErrorCategory.ResourceLimit,
         >= BigModelErrorCode.DestinationExists and < BigModelErrorCode.NonFiniteValues => BigModelErrorCategory.WriteConflict,

@@ -1,0 +1,84 @@
+using BigModel.Checkpoints;
+
+namespace BigModel.Inference;
+
+/// <summary>How disk-placed weights reach a CPU computation.</summary>
+public enum DiskAccess
+{
+    /// <summary>
+    /// Compute straight from the memory-mapped weight files; the page cache is the staging buffer and anonymous
+    /// memory stays flat. With prefetch on, the next blocks' pages are brought in ahead of use.
+    /// </summary>
+    Mapped,
+    /// <summary>Copy each block into private memory when used (ahead of use with prefetch on) and free it after.</summary>
+    Copied,
+}
+
+/// <summary>Settings for <see cref="InferenceSession.Open(string, IReadOnlyDictionary{string, string}?, InferenceOptions?, IProgress{InferenceLoadProgress}?, CancellationToken)"/>.</summary>
+public sealed record InferenceOptions
+{
+    /// <summary>Converts floating-point weights to this type on load (F32, F16, BF16); null computes in the stored type.</summary>
+    public DType? DType { get; init; }
+
+    /// <summary>
+    /// Where cpu- and disk-placed blocks compute: "cpu" or "cuda:N". Null takes the first GPU the placement names,
+    /// else the CPU (Accelerate's main device).
+    /// </summary>
+    public string? ExecutionDevice { get; init; }
+
+    /// <summary>
+    /// Prepare offloaded blocks on a background thread ahead of their use. Off, each block is brought in when it
+    /// is needed and dropped after (Accelerate's synchronous way).
+    /// </summary>
+    public bool Prefetch { get; init; } = true;
+
+    /// <summary>Blocks prepared ahead of the one computing (at least 1).</summary>
+    public int PrefetchDepth { get; init; } = 2;
+
+    /// <summary>How disk-placed weights reach a CPU computation.</summary>
+    public DiskAccess DiskAccess { get; init; } = DiskAccess.Mapped;
+
+    /// <summary>How a prefetch brings mapped pages in (with <see cref="Inference.DiskAccess.Mapped"/>).</summary>
+    public PageInMethod PageIn { get; init; } = PageInMethod.Read;
+
+    /// <summary>
+    /// Drop disk-placed weights from the page cache once their block has run (mapped pages after use, copied ones
+    /// right after reading), so they hold memory only while in the prefetch window. Off, the kernel keeps them
+    /// cached while memory allows (faster when the machine has room; under a memory limit it reclaims them itself).
+    /// </summary>
+    public bool ReleaseDiskPages { get; init; }
+
+    /// <summary>
+    /// Host memory the session may use, in bytes. When given, a placement whose cpu-resident weights plus the
+    /// prefetch window exceed it is refused before anything is loaded.
+    /// </summary>
+    public long? AvailableHostBytes { get; init; }
+
+    /// <summary>Threads torch computes with; null uses the cores this process may use (affinity and cgroup quota).</summary>
+    public int? Threads { get; init; }
+
+    /// <summary>
+    /// Folder for the safetensors copy of disk-placed weights of PyTorch (.bin) checkpoints. Null uses a folder
+    /// under the system temp folder, reused while the source is unchanged.
+    /// </summary>
+    public string? OffloadFolder { get; init; }
+
+    /// <summary>tokenizer.json to use; null looks beside the checkpoint.</summary>
+    public string? TokenizerPath { get; init; }
+
+    internal InferenceOptions Validate()
+    {
+        if (PrefetchDepth < 1 || PrefetchDepth > 64)
+            throw new Errors.BigModelException(Errors.BigModelErrorCode.InvalidArgument, $"PrefetchDepth is {PrefetchDepth}; use 1 to 64.");
+        if (Threads is int t && (t < 1 || t > 4096))
+            throw new Errors.BigModelException(Errors.BigModelErrorCode.InvalidArgument, $"Threads is {t}; use 1 or more.");
+        if (AvailableHostBytes is long b && b < 0)
+            throw new Errors.BigModelException(Errors.BigModelErrorCode.InvalidArgument, $"AvailableHostBytes is {b}; it cannot be negative.");
+        if (DType is Checkpoints.DType d && d is not (Checkpoints.DType.F32 or Checkpoints.DType.F16 or Checkpoints.DType.BF16 or Checkpoints.DType.F64))
+            throw new Errors.BigModelException(Errors.BigModelErrorCode.InvalidDType, $"inference computes in float32, float16, bfloat16 or float64, not {d.TorchName()}.");
+        return this;
+    }
+}
+
+/// <summary>Load progress: which block is being materialised, out of how many.</summary>
+public sealed record InferenceLoadProgress(string Stage, string? Block, int BlocksDone, int BlockCount, long BytesDone, long BytesTotal);

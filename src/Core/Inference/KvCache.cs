@@ -1,0 +1,58 @@
+using BigModel.Errors;
+using static TorchSharp.torch;
+
+namespace BigModel.Inference;
+
+/// <summary>
+/// Keys and values of every attention layer for one sequence, each preallocated to the sequence's full length on
+/// the device and in the type its layer computes with, so decoding never reallocates or concatenates. The memory
+/// is reserved, not written: only positions already computed are ever read, so a cache sized for many new tokens
+/// costs physical memory only for the tokens actually generated.
+/// </summary>
+internal sealed class KvCache : IDisposable
+{
+    private readonly Tensor?[] _keys;
+    private readonly Tensor?[] _values;
+
+    public KvCache(int layers, int capacity)
+    {
+        _keys = new Tensor?[layers];
+        _values = new Tensor?[layers];
+        Capacity = capacity;
+    }
+
+    /// <summary>Positions each layer can hold.</summary>
+    public int Capacity { get; }
+
+    /// <summary>
+    /// Stores <paramref name="k"/>, <paramref name="v"/> (<c>[batch, kvHeads, T, headDim]</c>) at positions
+    /// <paramref name="start"/>..start+T and returns views of everything cached so far.
+    /// </summary>
+    public (Tensor Keys, Tensor Values) Append(int layer, Tensor k, Tensor v, int start)
+    {
+        long t = k.shape[2];
+        if (start + t > Capacity)
+            throw new BigModelException(BigModelErrorCode.InferenceFailed, $"the sequence outgrew its cache ({start + t} > {Capacity} positions).");
+        var keys = _keys[layer] ??= Allocate(k);
+        var values = _values[layer] ??= Allocate(v);
+        using (var slot = keys.narrow(2, start, t)) slot.copy_(k);
+        using (var slot = values.narrow(2, start, t)) slot.copy_(v);
+        return (keys.narrow(2, 0, start + t), values.narrow(2, 0, start + t));
+    }
+
+    // Detached from the forward step's dispose scope: the cache outlives each step's temporaries.
+    private Tensor Allocate(Tensor like) =>
+        TorchTypes.Own(empty([like.shape[0], like.shape[1], Capacity, like.shape[3]], like.dtype, like.device));
+
+    /// <summary>Bytes one cache of <paramref name="capacity"/> positions takes.</summary>
+    public static long Bytes(int layers, int kvHeads, int headDim, int capacity, int elementSize) =>
+        2L * layers * kvHeads * headDim * (long)capacity * elementSize;
+
+    public void Dispose()
+    {
+        foreach (var t in _keys) t?.Dispose();
+        foreach (var t in _values) t?.Dispose();
+        Array.Clear(_keys);
+        Array.Clear(_values);
+    }
+}

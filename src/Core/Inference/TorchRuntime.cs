@@ -1,0 +1,21 @@
+using BigModel.Errors;
+using TorchSharp;
+
+namespace BigModel.Inference;
+
+/// <summary>Process-wide torch setup: the native runtime must load, and computes with the given number of threads.</summary>
+internal static class TorchRuntime
+{
+    public static void Initialise(int threads)
+    {
+        try
+        {
+            torch.set_num_threads(threads);
+        }
+        catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or NotSupportedException or InvalidOperationException or BadImageFormatException)
+        {
+            throw new BigModelException(BigModelErrorCode.TorchUnavailable,
+                $"the libtorch runtime could not be loaded ({e.Message.Split('\n', 2)[0].Trim()}); install the libtorch package for this platform.", inner: e);
+        }
+    }
+}

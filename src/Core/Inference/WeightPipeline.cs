@@ -1,0 +1,447 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Runtime.ExceptionServices;
+using BigModel.Errors;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace BigModel.Inference;
+
+/// <summary>
+/// Hands each block its weights when its turn comes. Resident weights are loaded once; everything else is brought
+/// in per use: by a background thread that runs a bounded number of blocks ahead of the computation (prefetch), or
+/// inline when the block is needed (synchronous). The blocks are visited in the same cyclic order on every forward
+/// pass, so the prefetcher simply walks that cycle; a pass that ends early makes it start over where asked.
+/// </summary>
+internal sealed class WeightPipeline : IDisposable
+{
+    private readonly WeightPlan _plan;
+    private readonly WeightReader _reader;
+    private readonly InferenceOptions _options;
+    private readonly int[] _offloaded;              // block indexes that need work per use, in forward order
+    private readonly Dictionary<int, int> _cyclePosition = new();
+    private readonly Dictionary<string, CudaCopyStream> _copiers = new(StringComparer.Ordinal);
+    private readonly StagingArena? _arena;
+    private Prefetcher? _prefetcher;
+    private bool _disposed;
+
+    public WeightPipeline(WeightPlan plan, WeightReader reader, InferenceOptions options)
+    {
+        _plan = plan;
+        _reader = reader;
+        _options = options;
+        _offloaded = plan.Routes.Where(r => r.NeedsWork).Select(r => r.Block.Index).ToArray();
+        for (int i = 0; i < _offloaded.Length; i++) _cyclePosition[_offloaded[i]] = i;
+        _arena = CreateArena();
+    }
+
+    /// <summary>Staging buffers for streamed weights, when any block streams weights it can read as stored.</summary>
+    private StagingArena? CreateArena()
+    {
+        var streamed = _plan.Routes
+            .SelectMany(r => r.Block.Tensors.Select(t => (Route: r, Slot: _plan.Slots[t.Source.Name])))
+            .Where(x => x.Slot.Mode == SlotMode.Streamed && _reader.TargetType(x.Slot.Source) == TorchTypes.ScalarTypeOf(x.Slot.Source))
+            .ToList();
+        if (streamed.Count == 0) return null;
+        var type = streamed.GroupBy(x => TorchTypes.ScalarTypeOf(x.Slot.Source)).OrderByDescending(g => g.Sum(x => x.Slot.Source.ByteLength)).First().Key;
+        long elements = streamed.Where(x => TorchTypes.ScalarTypeOf(x.Slot.Source) == type)
+            .GroupBy(x => x.Route)
+            .Max(g => g.DistinctBy(x => x.Slot).Sum(x => StagingArena.Aligned(x.Slot.Source.ElementCount, type)));
+        bool pinned = streamed.Any(x => x.Route.Compute.Kind == WeightLocationKind.Cuda);
+        int buffers = _options.Prefetch ? _options.PrefetchDepth + 1 : 1;
+        return new StagingArena(buffers, type, elements, pinned);
+    }
+
+    /// <summary>Host memory held by the staging buffers.</summary>
+    public long StagingBytes => _arena?.Bytes ?? 0;
+
+    /// <summary>Time the computation spent waiting for prefetched blocks.</summary>
+    public TimeSpan WaitTime { get; private set; }
+
+    /// <summary>Blocks brought in since the session opened.</summary>
+    public long BlocksPrepared => Interlocked.Read(ref _blocksPrepared);
+
+    private long _blocksPrepared;
+
+    /// <summary>Materialises every resident weight and creates the mapped views. Call once, before the first forward.</summary>
+    public void LoadResident(IProgress<InferenceLoadProgress>? progress, CancellationToken cancel)
+    {
+        long total = _plan.Slots.Values.Where(s => s.Mode is SlotMode.Resident or SlotMode.Pinned).Sum(s => s.Source.ByteLength);
+        long done = 0;
+        int blocksDone = 0;
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        foreach (var route in _plan.Routes)
+        {
+            cancel.ThrowIfCancellationRequested();
+            progress?.Report(new InferenceLoadProgress("Loading", route.Block.Name, blocksDone, _plan.Routes.Count, done, total));
+            foreach (var bt in route.Block.Tensors)
+            {
+                var slot = _plan.Slots[bt.Source.Name];
+                if (slot.Tensor is not null) continue;
+                switch (slot.Mode)
+                {
+                    case SlotMode.Resident:
+                        slot.Tensor = _reader.Load(slot.Source, TorchTypes.DeviceOf(slot.Location));
+                        done += slot.Source.ByteLength;
+                        break;
+                    case SlotMode.Pinned:
+                        slot.Tensor = _reader.Load(slot.Source, CPU, pin: true);
+                        done += slot.Source.ByteLength;
+                        break;
+                    case SlotMode.Mapped:
+                        slot.Tensor = _reader.MappedView(slot.Source)
+                            ?? throw new BigModelException(BigModelErrorCode.InferenceFailed, "a weight planned as mapped cannot be viewed.", slot.Source.File, tensor: slot.Source.Name);
+                        break;
+                }
+            }
+            blocksDone++;
+        }
+        progress?.Report(new InferenceLoadProgress("Loaded", null, blocksDone, _plan.Routes.Count, done, total));
+    }
+
+    /// <summary>The weights of block <paramref name="index"/> on its compute device; dispose them after the block ran.</summary>
+    public BlockWeights Acquire(int index, CancellationToken cancel)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var route = _plan.Routes[index];
+        if (!route.NeedsWork) return Assemble(route, null, null);
+        if (!_options.Prefetch)
+        {
+            var prepared = Prepare(route, pageIn: false);
+            FinishOrRelease(prepared, null);
+            return Assemble(route, prepared, null);
+        }
+        var clock = Stopwatch.StartNew();
+        var item = TakePrefetched(index, cancel);
+        var owner = _prefetcher!;
+        FinishOrRelease(item, owner.Release);
+        WaitTime += clock.Elapsed;
+        return Assemble(route, item, owner.Release);
+    }
+
+    private void FinishOrRelease(Prepared prepared, Action? release)
+    {
+        try
+        {
+            Finish(prepared);
+        }
+        catch
+        {
+            prepared.Dispose();
+            release?.Invoke();
+            throw;
+        }
+    }
+
+    private Prepared TakePrefetched(int index, CancellationToken cancel)
+    {
+        int position = _cyclePosition[index];
+        if (_prefetcher is null || _prefetcher.NextPosition != position)
+        {
+            _prefetcher?.Dispose();
+            _prefetcher = new Prefetcher(this, position);
+        }
+        var item = _prefetcher.Take(cancel);
+        if (item.Failure is not null)
+        {
+            _prefetcher.Dispose();
+            _prefetcher = null;
+            item.Failure.Throw();
+        }
+        return item;
+    }
+
+    private BlockWeights Assemble(BlockRoute route, Prepared? prepared, Action? release)
+    {
+        var device = TorchTypes.DeviceOf(route.Compute);
+        var tensors = new Dictionary<string, Tensor>(route.Block.Tensors.Count, StringComparer.Ordinal);
+        foreach (var bt in route.Block.Tensors)
+        {
+            if (prepared?.Tensors.TryGetValue(bt.Key, out var t) == true) tensors[bt.Key] = t;
+            else tensors[bt.Key] = _plan.Slots[bt.Source.Name].Tensor
+                ?? throw new BigModelException(BigModelErrorCode.InferenceFailed, "a weight was used before it was loaded.", bt.Source.File, tensor: bt.Source.Name);
+        }
+        return new BlockWeights(route.Block, device, tensors, () =>
+        {
+            prepared?.Dispose();
+            if (_options.ReleaseDiskPages) ReleaseMappedPages(route);
+            release?.Invoke();
+        });
+    }
+
+    private void ReleaseMappedPages(BlockRoute route)
+    {
+        foreach (var bt in route.Block.Tensors)
+        {
+            var slot = _plan.Slots[bt.Source.Name];
+            if (slot.Mode == SlotMode.Mapped && !IsNeededSoon(slot, route)) _reader.Maps.Release(slot.Source);
+        }
+    }
+
+    // A weight shared with another block (a tied head and its embedding) stays cached when that block comes up
+    // within the prefetch window, counting on into the next forward pass.
+    private bool IsNeededSoon(WeightSlot slot, BlockRoute used)
+    {
+        int count = _plan.Routes.Count;
+        return _plan.Routes.Any(r => r != used
+            && (r.Block.Index - used.Block.Index + count) % count <= _options.PrefetchDepth
+            && r.Block.Tensors.Any(t => ReferenceEquals(_plan.Slots[t.Source.Name], slot)));
+    }
+
+    /// <summary>Brings in what one use of the block needs. Runs on the prefetch thread, or inline when synchronous.</summary>
+    private Prepared Prepare(BlockRoute route, bool pageIn)
+    {
+        using var noGrad = no_grad();
+        // Temporaries stay referenced until the scope ends; everything kept is detached from it (TorchTypes.Own).
+        using var scope = NewDisposeScope();
+        var device = TorchTypes.DeviceOf(route.Compute);
+        var prepared = new Prepared(route.Block.Index);
+        try
+        {
+            // Reading one block at a time keeps one block's I/O in flight; announcing the next block first lets
+            // the storage work on both while this one's pages are waited for.
+            if (pageIn && _options.PageIn == PageInMethod.Read) AdviseNext(route);
+            foreach (var bt in route.Block.Tensors)
+            {
+                var slot = _plan.Slots[bt.Source.Name];
+                switch (slot.Mode)
+                {
+                    case SlotMode.Mapped when !WeightPlan.SameDevice(WeightLocation.Cpu, route.Compute):
+                        // A gathered table is looked up on the host; a dense use on a GPU (a tied head) needs a copy there.
+                        if (!bt.Gathered) prepared.Tensors[bt.Key] = TorchTypes.Own(slot.Tensor!.to(device, copy: true));
+                        break;
+                    case SlotMode.Mapped:
+                        if (pageIn && !bt.Gathered) _reader.Maps.PageIn(slot.Source, _options.PageIn);
+                        break;
+                    case SlotMode.Streamed:
+                    {
+                        bool onCuda = route.Compute.Kind == WeightLocationKind.Cuda;
+                        var host = Stage(prepared, slot.Source)
+                            ?? _reader.Load(slot.Source, CPU, pin: onCuda, dropFromCache: _options.ReleaseDiskPages);
+                        if (!onCuda)
+                        {
+                            prepared.Tensors[bt.Key] = host;
+                            break;
+                        }
+                        var copier = Copier(device);
+                        prepared.Copies.Add((bt.Key, copier, copier.Start(host, ownsSource: true)));
+                        break;
+                    }
+                    case SlotMode.Pinned:
+                    {
+                        var copier = Copier(device);
+                        prepared.Copies.Add((bt.Key, copier, copier.Start(slot.Tensor!, ownsSource: false)));
+                        break;
+                    }
+                    default:
+                        if (!WeightPlan.SameDevice(slot.Location, route.Compute))
+                            prepared.Tensors[bt.Key] = TorchTypes.Own(slot.Tensor!.to(device, copy: true));
+                        break;
+                }
+            }
+            Interlocked.Increment(ref _blocksPrepared);
+            return prepared;
+        }
+        catch
+        {
+            prepared.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Reads a streamed weight into the block's staging buffer (renting one on first use) and returns a view of it,
+    /// or null when the weight cannot be staged (it needs converting, or no buffer is free).
+    /// </summary>
+    private Tensor? Stage(Prepared prepared, Checkpoints.TensorInfo source)
+    {
+        if (_arena is null) return null;
+        var stored = TorchTypes.ScalarTypeOf(source);
+        if (stored != _arena.Type || _reader.TargetType(source) != stored) return null;
+        long size = StagingArena.Aligned(source.ElementCount, stored);
+        if (prepared.Staging is null)
+        {
+            prepared.Staging = _arena.Rent();
+            if (prepared.Staging is null) return null;
+            prepared.ReturnStaging = _arena.Return;
+        }
+        if (prepared.StagingUsed + size > _arena.Elements) return null;
+        var view = TorchTypes.Own(prepared.Staging.narrow(0, prepared.StagingUsed, source.ElementCount).view(source.Shape.ToArray()));
+        prepared.StagingUsed += size;
+        WeightReader.ReadInto(source, view, _options.ReleaseDiskPages);
+        return view;
+    }
+
+    private void AdviseNext(BlockRoute route)
+    {
+        int next = _offloaded[(_cyclePosition[route.Block.Index] + 1) % _offloaded.Length];
+        foreach (var bt in _plan.Routes[next].Block.Tensors)
+        {
+            var slot = _plan.Slots[bt.Source.Name];
+            if (slot.Mode == SlotMode.Mapped && !bt.Gathered) _reader.Maps.PageIn(slot.Source, PageInMethod.WillNeed);
+        }
+    }
+
+    /// <summary>Waits for the block's device copies to land (on the computing thread).</summary>
+    private void Finish(Prepared prepared)
+    {
+        foreach (var (key, copier, copy) in prepared.Copies)
+        {
+            copier.Complete(copy);
+            prepared.Tensors[key] = copy.Result;
+        }
+        prepared.Copies.Clear();
+    }
+
+    private CudaCopyStream Copier(Device device)
+    {
+        lock (_copiers)
+        {
+            var key = device.ToString();
+            if (!_copiers.TryGetValue(key, out var copier)) _copiers[key] = copier = new CudaCopyStream(device);
+            return copier;
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _prefetcher?.Dispose();
+        _prefetcher = null;
+        foreach (var slot in _plan.Slots.Values)
+        {
+            slot.Tensor?.Dispose();
+            slot.Tensor = null;
+        }
+        lock (_copiers)
+        {
+            foreach (var c in _copiers.Values) c.Dispose();
+            _copiers.Clear();
+        }
+        _arena?.Dispose();
+    }
+
+    /// <summary>What one use of a block brought in, freed when the block is handed back.</summary>
+    private sealed class Prepared(int block) : IDisposable
+    {
+        public int Block { get; } = block;
+        public Dictionary<string, Tensor> Tensors { get; } = new(StringComparer.Ordinal);
+        public List<(string Key, CudaCopyStream Copier, CudaCopyStream.PendingCopy Copy)> Copies { get; } = new();
+        public ExceptionDispatchInfo? Failure { get; init; }
+        public Tensor? Staging { get; set; }
+        public long StagingUsed { get; set; }
+        public Action<Tensor>? ReturnStaging { get; set; }
+
+        public void Dispose()
+        {
+            // A device buffer must not be freed while a copy into it is still in flight.
+            foreach (var (_, copier, copy) in Copies)
+            {
+                copier.Complete(copy);
+                copy.Result.Dispose();
+            }
+            Copies.Clear();
+            foreach (var t in Tensors.Values) t.Dispose();
+            Tensors.Clear();
+            // Views are gone; the buffer can take the next block.
+            if (Staging is not null) ReturnStaging?.Invoke(Staging);
+            Staging = null;
+        }
+    }
+
+    /// <summary>
+    /// The background thread: walks the cycle of offloaded blocks from a start position, never holding more than
+    /// depth + 1 prepared blocks (the one computing included) at once.
+    /// </summary>
+    private sealed class Prefetcher : IDisposable
+    {
+        private readonly WeightPipeline _owner;
+        private readonly BlockingCollection<Prepared> _ready = new();
+        private readonly SemaphoreSlim _slots;
+        private readonly CancellationTokenSource _stop = new();
+        private readonly Thread _thread;
+        private int _nextPosition;
+
+        public Prefetcher(WeightPipeline owner, int start)
+        {
+            _owner = owner;
+            _nextPosition = start;
+            _slots = new SemaphoreSlim(owner._options.PrefetchDepth + 1);
+            int position = start;
+            _thread = new Thread(() => Run(position)) { IsBackground = true, Name = "BigModel prefetch" };
+            _thread.Start();
+        }
+
+        /// <summary>The cycle position of the block the next <see cref="Take"/> returns.</summary>
+        public int NextPosition => _nextPosition;
+
+        public Prepared Take(CancellationToken cancel)
+        {
+            Prepared item;
+            try
+            {
+                item = _ready.Take(cancel);
+            }
+            catch (InvalidOperationException)
+            {
+                throw new BigModelException(BigModelErrorCode.InferenceFailed, "the prefetch thread stopped unexpectedly.");
+            }
+            _nextPosition = (_nextPosition + 1) % _owner._offloaded.Length;
+            return item;
+        }
+
+        public void Release()
+        {
+            try
+            {
+                _slots.Release();
+            }
+            catch (SemaphoreFullException)
+            {
+            }
+        }
+
+        private void Run(int position)
+        {
+            var stop = _stop.Token;
+            try
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    _slots.Wait(stop);
+                    var route = _owner._plan.Routes[_owner._offloaded[position]];
+                    Prepared item;
+                    try
+                    {
+                        item = _owner.Prepare(route, pageIn: true);
+                    }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        _ready.Add(new Prepared(route.Block.Index) { Failure = ExceptionDispatchInfo.Capture(e) });
+                        return;
+                    }
+                    _ready.Add(item);
+                    position = (position + 1) % _owner._offloaded.Length;
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            finally
+            {
+                _ready.CompleteAdding();
+            }
+        }
+
+        public void Dispose()
+        {
+            _stop.Cancel();
+            _thread.Join();
+            while (_ready.TryTake(out var item)) item.Dispose();
+            _ready.Dispose();
+            _stop.Dispose();
+        }
+    }
+}

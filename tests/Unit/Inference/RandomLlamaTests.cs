@@ -1,0 +1,195 @@
+using System.Text.Json.Nodes;
+using BigModel.Checkpoints;
+using BigModel.Fixtures.Synthetic;
+using BigModel.Inference;
+using BigModel.Tests.Inference.Support;
+using BigModel.Tests.Support;
+
+namespace BigModel.Tests.Inference;
+
+/// <summary>Generated Llama-family checkpoints (random weights) against the numpy reference.</summary>
+[Collection(TorchCollection.Name)]
+public sealed class RandomLlamaTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+    private static readonly InferenceOptions Base = new() { Threads = 1 };
+
+    public void Dispose() => _dir.Dispose();
+
+    private static readonly Dictionary<string, string> HalfDisk = new()
+    {
+        ["model.embed_tokens"] = "disk",
+        ["model.layers.0"] = "cpu",
+        ["model.layers.1"] = "disk",
+        ["model.layers.2"] = "disk",
+        ["model.norm"] = "cpu",
+        ["lm_head"] = "disk",
+    };
+
+    /// <summary>Greedy ids, full-sequence logits and KV-cache decode logits, under three placements, against the reference.</summary>
+    private void MatchesReference(string folder, double tolerance = 1e-4, InferenceOptions? options = null)
+    {
+        int[] prompt = [1, 5, 9, 17];
+        var reference = PythonReference.RunJson("llama_reference.py", folder, "--ids", string.Join(",", prompt), "--generate", "8");
+        var ids = reference["generated"]!.AsArray().Select(v => v!.GetValue<int>()).ToArray();
+        var logits = PythonReference.Matrix(reference["logits"]!);
+        foreach (var placement in new[] { null, HalfDisk, new Dictionary<string, string> { [""] = "disk" } })
+        {
+            using var session = InferenceSession.Open(folder, placement, options ?? Base);
+            var result = session.Generate(prompt, new GenerationOptions { MaxNewTokens = 8, StopTokenIds = [], ReturnScores = true });
+            Assert.Equal(ids, result.GeneratedIds);
+            LogitAssert.Close(logits, session.Logits([.. prompt, .. ids]), tolerance);
+            LogitAssert.Close(logits.Skip(prompt.Length - 1).Take(8).ToArray(), result.Scores!.ToArray(), tolerance);
+        }
+    }
+
+    [InferenceFact(Needs.PythonNumpy)]
+    public void Qwen2_with_qkv_biases_and_an_untied_head_matches_the_reference()
+    {
+        var folder = RandomCheckpoints.WriteLlama(_dir.Combine("qwen2"), new LlamaShape { ModelType = "qwen2", Heads = 4, KvHeads = 2 }, seed: 1);
+        using (var s = InferenceSession.Open(folder, null, Base))
+            Assert.Contains(s.LoadReport.Blocks, b => b.Name == "model.layers.0");
+        Assert.NotNull(Checkpoint.Open(folder).Find("model.layers.0.self_attn.q_proj.bias"));
+        Assert.Null(Checkpoint.Open(folder).Find("model.layers.0.self_attn.o_proj.bias"));
+        MatchesReference(folder);
+    }
+
+    [InferenceFact(Needs.PythonNumpy)]
+    public void Sharded_qwen2_from_the_fixture_generator_matches_the_reference()
+    {
+        var folder = _dir.Combine("qwen2-sharded");
+        LlamaFixture.Generate(folder, new LlamaOptions
+        {
+            ModelType = "qwen2", Hidden = 64, Intermediate = 176, Layers = 3, Heads = 4, KvHeads = 2, Vocab = 512, MaxShardSize = 100_000, Std = 0.1,
+        });
+        var checkpoint = Checkpoint.Open(folder);
+        Assert.Equal(CheckpointFormat.ShardedSafetensors, checkpoint.Format);
+        Assert.True(checkpoint.Files.Count > 3);
+        MatchesReference(folder);
+    }
+
+    [InferenceFact(Needs.PythonNumpy)]
+    public void Llama_with_attention_bias_including_o_proj_matches_the_reference()
+    {
+        var folder = RandomCheckpoints.WriteLlama(_dir.Combine("llama-bias"), new LlamaShape { AttentionBias = true, Heads = 4, KvHeads = 4 }, seed: 2);
+        Assert.NotNull(Checkpoint.Open(folder).Find("model.layers.0.self_attn.o_proj.bias"));
+        MatchesReference(folder);
+    }
+
+    [InferenceFact(Needs.PythonNumpy)]
+    public void Tied_head_with_single_kv_head_matches_the_reference()
+    {
+        var folder = RandomCheckpoints.WriteLlama(_dir.Combine("tied"), new LlamaShape { Tied = true, Heads = 4, KvHeads = 1, Hidden = 48 }, seed: 3);
+        Assert.Null(Checkpoint.Open(folder).Find("lm_head.weight"));
+        MatchesReference(folder);
+    }
+
+    [InferenceFact(Needs.PythonNumpy)]
+    public void Mistral_sliding_window_shorter_than_the_sequence_matches_the_reference()
+    {
+        var folder = RandomCheckpoints.WriteLlama(_dir.Combine("mistral"), new LlamaShape { ModelType = "mistral", SlidingWindow = 5 }, seed: 4);
+        MatchesReference(folder);
+    }
+
+    [InferenceFact(Needs.PythonNumpy)]
+    public void Llama3_rope_scaling_and_a_large_theta_match_the_reference()
+    {
+        var scaling = new JsonObject
+        {
+            ["rope_type"] = "llama3", ["factor"] = 8.0, ["low_freq_factor"] = 1.0, ["high_freq_factor"] = 4.0, ["original_max_position_embeddings"] = 16,
+        };
+        var folder = RandomCheckpoints.WriteLlama(_dir.Combine("llama3"), new LlamaShape { RopeScaling = scaling, RopeTheta = 500000 }, seed: 5);
+        MatchesReference(folder);
+    }
+
+    [InferenceFact(Needs.PythonNumpy)]
+    public void Half_precision_weights_convert_on_load_and_match_the_reference()
+    {
+        // F16 and BF16 values are exact in float32, so computing in float32 matches the float64 reference as closely as F32 weights do.
+        var f16 = RandomCheckpoints.WriteLlama(_dir.Combine("f16"), new LlamaShape { DType = DType.F16 }, seed: 6);
+        MatchesReference(f16, options: Base with { DType = DType.F32 });
+        var bf16 = RandomCheckpoints.WriteLlama(_dir.Combine("bf16"), new LlamaShape { DType = DType.BF16 }, seed: 7);
+        MatchesReference(bf16, options: Base with { DType = DType.F32 });
+    }
+
+    [InferenceFact(Needs.PythonNumpy)]
+    public void Float64_conversion_on_load_matches_the_reference()
+    {
+        // Weights and activations in float64; only the rotary tables (float32, as transformers computes them) and
+        // the returned logits are float32.
+        var folder = RandomCheckpoints.WriteLlama(_dir.Combine("f64"), new LlamaShape(), seed: 8);
+        MatchesReference(folder, tolerance: 1e-5, options: Base with { DType = DType.F64 });
+    }
+
+    [Fact]
+    public void Computing_in_bfloat16_stays_close_to_float32()
+    {
+        var folder = RandomCheckpoints.WriteLlama(_dir.Combine("bf16compute"), new LlamaShape(), seed: 9);
+        float[][] exact, rounded;
+        using (var s = InferenceSession.Open(folder, null, Base)) exact = s.Logits([1, 2, 3, 4]);
+        using (var s = InferenceSession.Open(folder, new Dictionary<string, string> { [""] = "disk" }, Base with { DType = DType.BF16 }))
+        {
+            Assert.Equal(0, s.LoadReport.MappedBytes);
+            Assert.True(s.LoadReport.StreamedBytes > 0, "converted disk weights cannot be computed with in place");
+            rounded = s.Logits([1, 2, 3, 4]);
+        }
+        LogitAssert.Close(exact.Select(r => r.Select(v => (double)v).ToArray()).ToArray(), rounded, 0.1);
+    }
+
+    [Fact]
+    public void Misaligned_tensors_fall_back_to_copies_and_compute_the_same()
+    {
+        var folder = RandomCheckpoints.WriteLlama(_dir.Combine("aligned"), new LlamaShape(), seed: 10);
+        var shifted = _dir.Combine("shifted");
+        Directory.CreateDirectory(shifted);
+        File.Copy(Path.Combine(folder, "config.json"), Path.Combine(shifted, "config.json"));
+        ShiftedCopy.Write(Path.Combine(folder, "model.safetensors"), Path.Combine(shifted, "model.safetensors"));
+        Assert.All(Checkpoint.Open(shifted).Tensors.Where(t => t.DType == DType.F32), t => Assert.NotEqual(0, t.DataOffset % 4));
+
+        var allDisk = new Dictionary<string, string> { [""] = "disk" };
+        float[][] expected;
+        using (var s = InferenceSession.Open(folder, allDisk, Base))
+        {
+            Assert.Equal(0, s.LoadReport.StreamedBytes);
+            expected = s.Logits([3, 1, 4, 1, 5]);
+        }
+        using (var s = InferenceSession.Open(shifted, allDisk, Base))
+        {
+            Assert.Equal(0, s.LoadReport.MappedBytes);
+            Assert.True(s.LoadReport.StreamedBytes > 0);
+            Assert.Equal(expected, s.Logits([3, 1, 4, 1, 5]));
+        }
+    }
+}
+
+/// <summary>Rewrites a safetensors file with a one-byte tensor first, so every other tensor starts at an odd offset.</summary>
+internal static class ShiftedCopy
+{
+    public static void Write(string source, string destination)
+    {
+        var header = SafetensorsHeader.Read(source);
+        var entries = new JsonObject { ["__metadata__"] = new JsonObject { ["format"] = "pt" }, ["aaa_pad"] = new JsonObject
+        {
+            ["dtype"] = "U8", ["shape"] = new JsonArray(1), ["data_offsets"] = new JsonArray(0, 1),
+        } };
+        long offset = 1;
+        var ordered = header.Tensors.OrderBy(t => t.DataOffset).ToList();
+        foreach (var t in ordered)
+        {
+            entries[t.Name] = new JsonObject
+            {
+                ["dtype"] = t.DType.ToString(), ["shape"] = new JsonArray(t.Shape.Select(d => (JsonNode)d).ToArray()),
+                ["data_offsets"] = new JsonArray(offset, offset + t.ByteLength),
+            };
+            offset += t.ByteLength;
+        }
+        var json = System.Text.Encoding.UTF8.GetBytes(entries.ToJsonString());
+        int padded = (json.Length + 7) / 8 * 8;
+        using var output = File.Create(destination);
+        output.Write(BitConverter.GetBytes((ulong)padded));
+        output.Write(json);
+        for (int i = json.Length; i < padded; i++) output.WriteByte((byte)' ');
+        output.WriteByte(0x5A);
+        foreach (var t in ordered) output.Write(TensorData.ReadAll(t));
+    }
+}
