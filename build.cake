@@ -132,7 +132,7 @@ Task("UnitTests").IsDependentOn("Build").Does(() =>
     }
 });
 
-Task("Pester").IsDependentOn("Module").IsDependentOn("BuildTasks").Does(() =>
+Task("Pester").IsDependentOn("Module").IsDependentOn("BuildTasks").IsDependentOn("Fixtures").Does(() =>
 {
     EnsureDirectoryExists(resultsDir);
     var pester = System.IO.Path.Combine(NuGetPackagesFolder(), "pester", "5.7.1", "tools", "Pester.psd1");
