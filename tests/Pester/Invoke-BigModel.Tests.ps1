@@ -75,3 +75,30 @@ Describe 'Invoke-BigModel on all-MiniLM-L6-v2' -Skip:(-not $hasMiniLM) {
         { Invoke-BigModel $minilm -Prompt 'hello' -ErrorAction Stop } | Should -Throw -ErrorId 'BigModel.ModelKindMismatch,*'
     }
 }
+
+Describe 'The InvokeBigModel MSBuild task' -Skip:(-not $hasStories) {
+    BeforeAll {
+        $root = Get-RepositoryRoot
+        $project = Join-Path $root 'tests/MSBuild/Smoke.proj'
+        $buildDir = Join-Path $root 'artifacts/msbuild/BigModel.Build/'
+        $runtime = Join-Path $root "artifacts/runtime/BigModel.Runtime.linux-x64/"
+        $expected = ((Invoke-BigModel $stories -InputIds 1 -MaxNewTokens 8).GeneratedIds | Select-Object -First 3) -join '%2C'
+        function Invoke-SmokeBuild([string[]] $Properties) {
+            $arguments = @('msbuild', $project, '-nologo', '-v:m', "-p:BigModelBuildDir=$buildDir", "-p:BigModelRuntimeDirectory=$runtime") + ($Properties | ForEach-Object { "-p:$_" })
+            $output = & dotnet @arguments 2>&1 | Out-String
+            [pscustomobject]@{ ExitCode = $LASTEXITCODE; Output = $output }
+        }
+    }
+
+    It 'runs the model out of process and passes when the output starts as expected' {
+        $r = Invoke-SmokeBuild @("ExpectedIds=$expected")
+        $r.ExitCode | Should -Be 0 -Because $r.Output
+        $r.Output | Should -Match "Smoke: $($expected -replace '%2C', ',')"
+    }
+
+    It 'fails with BM1908 when the output differs, also with layers on disk' {
+        $r = Invoke-SmokeBuild @('ExpectedIds=1%2C2%2C3', 'MaxMemory=cpu=600KB')
+        $r.ExitCode | Should -Not -Be 0
+        $r.Output | Should -Match 'error BM1908'
+    }
+}
