@@ -9,6 +9,7 @@
 //   Test        xunit + Pester (module, cmdlets, MSBuild project) and the summary line "N passed, N failed"
 //   Demo        the cmdlets on real models
 //   Bench       benchmarks, written to docs/benchmarks.md
+//   Pack        artifacts/packages: BigModel (module), BigModel.Runtime.<rid> (natives + runner), BigModel.Build (MSBuild)
 //   Fuzz        long mutation-fuzzing run (--iterations=100000 per format), written to docs/fuzz-results.md
 // Options
 //   --configuration=Release|Debug   (default Release)
@@ -150,7 +151,7 @@ Task("UnitTests").IsDependentOn("Build").Does(() =>
     }
 });
 
-Task("Pester").IsDependentOn("Module").IsDependentOn("BuildTasks").IsDependentOn("Runtime").IsDependentOn("Fixtures").Does(() =>
+Task("Pester").IsDependentOn("Pack").IsDependentOn("Fixtures").Does(() =>
 {
     EnsureDirectoryExists(resultsDir);
     var pester = System.IO.Path.Combine(NuGetPackagesFolder(), "pester", "5.7.1", "tools", "Pester.psd1");
@@ -211,6 +212,85 @@ Task("Bench").IsDependentOn("Build").Does(() =>
 {
     var code = Run("dotnet", $"run --project tools/Bench/BigModel.Bench.csproj -c {configuration} --no-build -- --report docs/benchmarks.md");
     if (code != 0) throw new Exception($"The benchmarks failed with exit code {code}.");
+});
+
+// ---- Packaging ----
+
+var version = XmlPeek("Directory.Build.props", "/Project/PropertyGroup/Version");
+var packagesDir = artifacts.Combine("packages");
+var stageDir = artifacts.Combine("pack");
+
+// A native library (ELF, Mach-O, or a PE file without .NET metadata): part of the runtime package, not of the module.
+bool IsNative(string path)
+{
+    using var stream = System.IO.File.OpenRead(path);
+    var head = new byte[4];
+    if (stream.Read(head, 0, 4) < 4) return false;
+    if (head[0] == 0x7F && head[1] == (byte)'E' && head[2] == (byte)'L' && head[3] == (byte)'F') return true;
+    if ((head[0] == 0xCF || head[0] == 0xCE) && head[1] == 0xFA && head[2] == 0xED && head[3] == 0xFE) return true;
+    if (head[0] != (byte)'M' || head[1] != (byte)'Z') return false;
+    stream.Position = 0;
+    using var pe = new System.Reflection.PortableExecutable.PEReader(stream);
+    return !pe.HasMetadata;
+}
+
+Task("Pack")
+    .IsDependentOn("Module")
+    .IsDependentOn("BuildTasks")
+    .IsDependentOn("Runtime")
+    .Does(() =>
+{
+    CleanDirectory(packagesDir);
+    CleanDirectory(stageDir);
+
+    // BigModel: the module without the native runtime (it finds BigModel.Runtime.<rid> when it needs to run a model).
+    var module = stageDir.Combine("BigModel");
+    CopyDirectory(moduleDir, module);
+    foreach (var file in System.IO.Directory.GetFiles(module.FullPath))
+        if (IsNative(file)) System.IO.File.Delete(file);
+
+    // BigModel.Runtime.<rid>: libtorch, the tokenizer natives and BigModel.Runner, as a module PowerShell can find
+    // and as a package MSBuild projects can reference.
+    var runtimeName = "BigModel.Runtime." + rid;
+    var runtime = stageDir.Combine(runtimeName);
+    CopyDirectory(runtimeDir.Combine(runtimeName), runtime);
+    System.IO.File.WriteAllText(runtime.CombineWithFilePath(runtimeName + ".psd1").FullPath, $$"""
+        @{
+            ModuleVersion        = '{{version}}'
+            GUID                 = '{{(rid switch { "win-x64" => "3a7e4f52-9b1c-4d8e-a6f0-2c5d7e9b1a34", "osx-arm64" => "8c2d5e71-4f3a-4b9c-9e6d-1a7f3c5b8d20", _ => "d4b8a2e6-7c1f-4e3a-b5d9-6f2a8c4e1b73" })}}'
+            Author               = 'BigModel contributors'
+            CompanyName          = 'BigModel'
+            Copyright            = '(c) BigModel contributors. MIT License; libtorch (BSD-3-Clause) and Hugging Face tokenizers (Apache-2.0) included.'
+            Description          = 'Native runtime of BigModel for {{rid}}: libtorch 2.10 (CPU), the TorchSharp bridge, Hugging Face tokenizers, and BigModel.Runner for MSBuild. Install it beside the BigModel module to run models.'
+            PowerShellVersion    = '7.6'
+            CompatiblePSEditions = @('Core')
+            FunctionsToExport    = @()
+            CmdletsToExport      = @()
+            AliasesToExport      = @()
+            VariablesToExport    = @()
+            PrivateData          = @{ PSData = @{ Tags = @('BigModel', 'libtorch', 'runtime', '{{rid}}'); LicenseUri = 'https://opensource.org/licenses/MIT'; ProjectUri = 'https://github.com/bigmodel-dotnet/bigmodel' } }
+        }
+        """);
+
+    foreach (var folder in new[] { module, runtime })
+    {
+        var code = Pwsh($"-Command \"Compress-PSResource -Path '{folder}' -DestinationPath '{packagesDir}' -ErrorAction Stop\"");
+        if (code != 0) throw new Exception($"Packing {folder} failed.");
+    }
+
+    // BigModel.Build: the MSBuild tasks, from the folder laid out like the package.
+    DotNetPack("src/Build.Tasks/BigModel.Build.Tasks.csproj", new DotNetPackSettings
+    {
+        Configuration = configuration,
+        NoBuild = true,
+        NoRestore = true,
+        OutputDirectory = packagesDir,
+        MSBuildSettings = new DotNetMSBuildSettings()
+            .WithProperty("NuspecBasePath", buildTasksDir.FullPath)
+            .WithProperty("NuspecProperties", "version=" + version),
+    });
+    foreach (var package in System.IO.Directory.GetFiles(packagesDir.FullPath, "*.nupkg"))
+        Information("{0}: {1:N0} bytes", System.IO.Path.GetFileName(package), new System.IO.FileInfo(package).Length);
 });
 
 Task("Fuzz").IsDependentOn("Build").Does(() =>
