@@ -64,7 +64,7 @@ public sealed class ModelConfig
 
     /// <summary>Loads and validates <paramref name="path"/>.</summary>
     public static ModelConfig Load(string path) =>
-        Parse(SmallFile.ReadAllBytes(path, MaxConfigBytes, BigModelErrorCode.ConfigInvalidValue, "config.json"), path);
+        Parse(SmallFile.ReadAllBytes(path, MaxConfigBytes, BigModelErrorCode.ConfigInvalidValue, BigModelErrorCode.ConfigNotJson, "config.json"), path);
 
     /// <summary>Parses config.json text. <paramref name="path"/> only names the source in errors.</summary>
     public static ModelConfig Parse(ReadOnlySpan<byte> json, string? path = null)

@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using BigModel.Errors;
+using BigModel.IO;
 
 namespace BigModel.Checkpoints;
 
@@ -41,9 +42,9 @@ public sealed class SafetensorsHeader
     public static SafetensorsHeader Read(string path, SafetensorsLimits? limits = null)
     {
         limits ??= SafetensorsLimits.Default;
+        using var stream = ReadableFile.OpenStream(path, "the safetensors file", bufferSize: 1);
         try
         {
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.None);
             long fileLength = stream.Length;
             if (fileLength < 8)
                 throw new BigModelException(BigModelErrorCode.SafetensorsFileTooSmall, $"the file is {fileLength} bytes; a safetensors file has at least an 8-byte header length.", path);
@@ -58,25 +59,13 @@ public sealed class SafetensorsHeader
             stream.ReadExactly(header);
             return Parse(header, fileLength, path, limits);
         }
-        catch (FileNotFoundException e)
-        {
-            throw new BigModelException(BigModelErrorCode.PathNotFound, "the file does not exist.", path, inner: e);
-        }
-        catch (DirectoryNotFoundException e)
-        {
-            throw new BigModelException(BigModelErrorCode.PathNotFound, "the file does not exist.", path, inner: e);
-        }
         catch (EndOfStreamException e)
         {
             throw new BigModelException(BigModelErrorCode.SafetensorsHeaderTruncated, "the file ended inside the header.", path, inner: e);
         }
-        catch (IOException e)
+        catch (Exception e) when (FileErrors.IsFileSystemError(e))
         {
-            throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, inner: e);
-        }
-        catch (UnauthorizedAccessException e)
-        {
-            throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, inner: e);
+            throw FileErrors.Map(e, path, "the file does not exist.");
         }
     }
 

@@ -37,7 +37,7 @@ public sealed class ShardIndex
         WeightMap.Select(p => p.Value).Distinct(StringComparer.Ordinal).Order(Architectures.NaturalOrder.Instance).ToList();
 
     public static ShardIndex Read(string path) =>
-        Parse(SmallFile.ReadAllBytes(path, MaxIndexBytes, BigModelErrorCode.IndexNotJson, "the index"), path);
+        Parse(SmallFile.ReadAllBytes(path, MaxIndexBytes, BigModelErrorCode.IndexNotJson, BigModelErrorCode.IndexNotJson, "the index"), path);
 
     public static ShardIndex Parse(ReadOnlySpan<byte> json, string path)
     {

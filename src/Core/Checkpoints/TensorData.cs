@@ -1,4 +1,5 @@
 using BigModel.Errors;
+using BigModel.IO;
 using Microsoft.Win32.SafeHandles;
 
 namespace BigModel.Checkpoints;
@@ -57,41 +58,12 @@ public static class TensorData
         return result;
     }
 
-    public static SafeFileHandle Open(string path)
-    {
-        try
-        {
-            return File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
-        }
-        catch (FileNotFoundException e)
-        {
-            throw new BigModelException(BigModelErrorCode.PathNotFound, "the weight file disappeared.", path, inner: e);
-        }
-        catch (IOException e)
-        {
-            throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, inner: e);
-        }
-    }
+    /// <summary>Opens a weight file for <see cref="Read(SafeFileHandle, TensorInfo, TensorChunkHandler, byte[])"/>.</summary>
+    public static SafeFileHandle Open(string path) => ReadableFile.OpenHandle(path, "the weight file");
 
-    private static void ReadExactly(SafeFileHandle handle, Span<byte> destination, long position, TensorInfo tensor)
-    {
-        while (!destination.IsEmpty)
-        {
-            int n;
-            try
-            {
-                n = RandomAccess.Read(handle, destination, position);
-            }
-            catch (IOException e)
-            {
-                throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, tensor.File, position, tensor.Name, e);
-            }
-            if (n == 0)
-                throw new BigModelException(BigModelErrorCode.IoFailure, "the file ended before the tensor's data (was it truncated after opening?).", tensor.File, position, tensor.Name);
-            destination = destination[n..];
-            position += n;
-        }
-    }
+    private static void ReadExactly(SafeFileHandle handle, Span<byte> destination, long position, TensorInfo tensor) =>
+        ReadableFile.ReadExactly(handle, destination, position, tensor.File, BigModelErrorCode.IoFailure,
+            _ => "the file ended before the tensor's data (was it truncated after opening?).", tensor.Name);
 
     private static void ReadStrided(SafeFileHandle handle, TensorInfo tensor, int elementBytes, byte[] buffer, int usable, TensorChunkHandler handler)
     {

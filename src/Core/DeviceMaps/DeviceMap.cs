@@ -218,14 +218,8 @@ public sealed class DeviceMap
     /// <summary>Writes <see cref="ToJson"/> to <paramref name="path"/>.</summary>
     public void Save(string path)
     {
-        try
-        {
-            File.WriteAllText(path, ToJson() + "\n");
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, inner: e);
-        }
+        var json = ToJson() + "\n";
+        FileErrors.Guard(path, () => File.WriteAllText(path, json), "the map's folder does not exist.");
     }
 
     /// <summary>

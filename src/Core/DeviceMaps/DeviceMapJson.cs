@@ -40,7 +40,7 @@ internal static class DeviceMapJson
 
     public static DeviceMap Load(string path)
     {
-        var bytes = SmallFile.ReadAllBytes(path, MaxFileBytes, BigModelErrorCode.DeviceMapTooLarge, "the device map");
+        var bytes = SmallFile.ReadAllBytes(path, MaxFileBytes, BigModelErrorCode.DeviceMapTooLarge, BigModelErrorCode.InvalidDeviceMap, "the device map");
         if (!System.Text.Unicode.Utf8.IsValid(bytes))
             throw new BigModelException(BigModelErrorCode.InvalidDeviceMap, "the device map is not valid UTF-8.", path);
         return Read(Encoding.UTF8.GetString(bytes), path);

@@ -13,6 +13,8 @@ public enum BigModelErrorCode
     AmbiguousCheckpoint = 1002,
     IoFailure = 1003,
     UnsupportedFormat = 1004,
+    NotARegularFile = 1005,
+    CheckpointTooLarge = 1006,
 
     // 1100-1199: safetensors
     SafetensorsFileTooSmall = 1100,

@@ -49,7 +49,7 @@ public class BigModelException : Exception
         BigModelErrorCode.Cancelled => BigModelErrorCategory.Cancelled,
         BigModelErrorCode.UnsupportedFormat or BigModelErrorCode.UnsupportedArchitecture or BigModelErrorCode.PickleLegacyFormat
             or BigModelErrorCode.PickleUnsupportedProtocol or BigModelErrorCode.PickleUnsupportedTensorType
-            or BigModelErrorCode.TorchUnavailable => BigModelErrorCategory.NotSupported,
+            or BigModelErrorCode.TorchUnavailable or BigModelErrorCode.NotARegularFile => BigModelErrorCategory.NotSupported,
         BigModelErrorCode.PickleTooLarge => BigModelErrorCategory.ResourceLimit,
         >= BigModelErrorCode.InvalidSize and < BigModelErrorCode.MemoryBudgetExceeded => BigModelErrorCategory.InvalidArgument,
         >= BigModelErrorCode.MemoryBudgetExceeded and < BigModelErrorCode.DestinationExists => BigModelErrorCategory.ResourceLimit,

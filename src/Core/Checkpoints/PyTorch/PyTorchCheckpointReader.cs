@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using BigModel.Errors;
+using BigModel.IO;
 using Microsoft.Win32.SafeHandles;
 
 namespace BigModel.Checkpoints.PyTorch;
@@ -24,10 +25,8 @@ public static class PyTorchCheckpointReader
     {
         limits ??= PyTorchLimits.Default;
         var full = Path.GetFullPath(path);
-        using var handle = Open(full);
-        long length;
-        try { length = RandomAccess.GetLength(handle); }
-        catch (IOException e) { throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, full, inner: e); }
+        using var handle = ReadableFile.OpenHandle(full, "the checkpoint file");
+        long length = ReadableFile.Length(handle, full);
 
         var head = new byte[(int)Math.Min(length, 512)];
         ZipArchiveIndex.ReadAt(handle, head, 0, full, "first bytes");
@@ -44,30 +43,6 @@ public static class PyTorchCheckpointReader
         var storages = new TorchStorageResolver(zip, prefix, context);
         var root = new RestrictedUnpickler(pickle, context, limits, storages.Resolve).Load();
         return StateDictFlattener.Flatten(root, full, limits);
-    }
-
-    private static SafeFileHandle Open(string path)
-    {
-        try
-        {
-            return File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
-        }
-        catch (FileNotFoundException e)
-        {
-            throw new BigModelException(BigModelErrorCode.PathNotFound, "no such file.", path, inner: e);
-        }
-        catch (DirectoryNotFoundException e)
-        {
-            throw new BigModelException(BigModelErrorCode.PathNotFound, "no such file.", path, inner: e);
-        }
-        catch (UnauthorizedAccessException e)
-        {
-            throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, inner: e);
-        }
-        catch (IOException e)
-        {
-            throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, inner: e);
-        }
     }
 
     /// <summary>

@@ -372,24 +372,7 @@ internal sealed class ZipArchiveIndex
 
     private BigModelException Corrupt(string message) => new(BigModelErrorCode.PickleZipCorrupt, message, Path);
 
-    internal static void ReadAt(SafeFileHandle handle, Span<byte> destination, long offset, string path, string what)
-    {
-        long position = offset;
-        while (!destination.IsEmpty)
-        {
-            int n;
-            try
-            {
-                n = RandomAccess.Read(handle, destination, position);
-            }
-            catch (IOException e)
-            {
-                throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, position, inner: e);
-            }
-            if (n == 0)
-                throw new BigModelException(BigModelErrorCode.PickleZipCorrupt, $"the file ends inside the {what} (at byte {position}): the archive is truncated.", path, position);
-            destination = destination[n..];
-            position += n;
-        }
-    }
+    internal static void ReadAt(SafeFileHandle handle, Span<byte> destination, long offset, string path, string what) =>
+        ReadableFile.ReadExactly(handle, destination, offset, path, BigModelErrorCode.PickleZipCorrupt,
+            position => $"the file ends inside the {what} (at byte {position}): the archive is truncated.");
 }
