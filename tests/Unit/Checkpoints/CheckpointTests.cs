@@ -1,5 +1,6 @@
 using BigModel.Checkpoints;
 using BigModel.Errors;
+using BigModel.IO;
 using BigModel.Tests.Support;
 
 namespace BigModel.Tests.Checkpoints;
@@ -99,6 +100,44 @@ public sealed class CheckpointTests : IDisposable
         File.CreateSymbolicLink(Path.Combine(folder, "model-00001-of-00001.safetensors"), outside);
         CheckpointBuilder.Index(folder, new Dictionary<string, string> { ["w"] = "model-00001-of-00001.safetensors" }, 4);
         Assert.Equal(BigModelErrorCode.IndexPathEscapes, Assert.Throws<BigModelException>(() => Checkpoint.Open(folder)).Code);
+    }
+
+    [Fact]
+    public void Rejects_a_shard_link_whose_dot_dot_climbs_out_through_another_link()
+    {
+        // root/s -> elsewhere/deep/y; root/a.safetensors -> s/../b, which the system resolves to elsewhere/deep/b.
+        var deep = _dir.Combine("elsewhere", "deep");
+        Directory.CreateDirectory(Path.Combine(deep, "y"));
+        CheckpointBuilder.Safetensors(Path.Combine(deep, "b"), [("w", DType.F32, [1])]);
+        var folder = _dir.Combine("h");
+        Directory.CreateDirectory(folder);
+        CheckpointBuilder.Safetensors(Path.Combine(folder, "b"), [("w", DType.F32, [1])]);
+        Directory.CreateSymbolicLink(Path.Combine(folder, "s"), Path.Combine(deep, "y"));
+        File.CreateSymbolicLink(Path.Combine(folder, "a.safetensors"), "s/../b");
+        CheckpointBuilder.Index(folder, new Dictionary<string, string> { ["w"] = "a.safetensors" }, 4);
+        var e = Assert.Throws<BigModelException>(() => Checkpoint.Open(folder));
+        Assert.Equal(BigModelErrorCode.IndexPathEscapes, e.Code);
+        Assert.Contains(Path.Combine(deep, "b"), e.Message);
+        Assert.Equal(Path.Combine(deep, "b"), PathSafety.RealPath(Path.Combine(folder, "a.safetensors")));
+    }
+
+    [Fact]
+    public void Accepts_a_shard_link_whose_dot_dot_stays_inside_and_refuses_a_link_loop()
+    {
+        var folder = _dir.Combine("h");
+        Directory.CreateDirectory(Path.Combine(folder, "sub"));
+        CheckpointBuilder.Safetensors(Path.Combine(folder, "real.safetensors"), [("w", DType.F32, [1])]);
+        File.CreateSymbolicLink(Path.Combine(folder, "a.safetensors"), "sub/../real.safetensors");
+        CheckpointBuilder.Index(folder, new Dictionary<string, string> { ["w"] = "a.safetensors" }, 4);
+        Assert.Equal(["w"], Checkpoint.Open(folder).Tensors.Select(t => t.Name));
+
+        File.CreateSymbolicLink(Path.Combine(folder, "loop1.safetensors"), "loop2.safetensors");
+        File.CreateSymbolicLink(Path.Combine(folder, "loop2.safetensors"), "loop1.safetensors");
+        CheckpointBuilder.Index(folder, new Dictionary<string, string> { ["w"] = "loop1.safetensors" }, 4);
+        var e = Assert.Throws<BigModelException>(() => Checkpoint.Open(folder));
+        Assert.Equal(BigModelErrorCode.IndexPathEscapes, e.Code);
+        Assert.Contains("loop", e.Message);
+        Assert.Equal(BigModelErrorCode.IoFailure, Assert.Throws<BigModelException>(() => PathSafety.RealPath(Path.Combine(folder, "loop1.safetensors"))).Code);
     }
 
     [Fact]
