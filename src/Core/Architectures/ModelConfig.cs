@@ -86,8 +86,18 @@ public sealed class ModelConfig
         {
             throw new BigModelException(BigModelErrorCode.ConfigNotJson, $"not valid UTF-8 JSON: {e.Message}", path, inner: e);
         }
+        catch (InvalidOperationException e)
+        {
+            throw new BigModelException(BigModelErrorCode.ConfigNotJson, JsonStrings.InvalidText + ".", path, inner: e);
+        }
         if (node is not JsonObject obj)
             throw new BigModelException(BigModelErrorCode.ConfigNotJson, "the top level must be a JSON object.", path);
+        // Values and nested names are decoded as they are read below.
+        return JsonStrings.Guard(BigModelErrorCode.ConfigNotJson, path, () => FromObject(obj, path));
+    }
+
+    private static ModelConfig FromObject(JsonObject obj, string? path)
+    {
 
         var reader = new Reader(obj, path);
         var modelType = reader.String("model_type");

@@ -90,7 +90,7 @@ public sealed class SafetensorsHeader
                 Next(ref reader, path);
                 if (reader.TokenType == JsonTokenType.EndObject) break;
                 long at = 8 + reader.TokenStartIndex;
-                var name = reader.GetString()!;
+                var name = JsonStrings.Read(ref reader, BigModelErrorCode.SafetensorsHeaderNotJson, path, 8);
                 if (!names.Add(name))
                     throw new BigModelException(BigModelErrorCode.SafetensorsDuplicateTensor, "the name appears twice in the header.", path, at, name);
                 if (name == "__metadata__")
@@ -151,13 +151,13 @@ public sealed class SafetensorsHeader
         {
             Next(ref reader, path);
             if (reader.TokenType == JsonTokenType.EndObject) break;
-            var key = reader.GetString();
+            var key = JsonStrings.Read(ref reader, BigModelErrorCode.SafetensorsHeaderNotJson, path, 8);
             Next(ref reader, path);
             switch (key)
             {
                 case "dtype":
                     if (reader.TokenType != JsonTokenType.String) throw Invalid("dtype must be a string.", path, at, name);
-                    var text = reader.GetString()!;
+                    var text = JsonStrings.Read(ref reader, BigModelErrorCode.SafetensorsHeaderNotJson, path, 8);
                     if (!DTypes.TryParseSafetensors(text, out var d))
                         throw new BigModelException(BigModelErrorCode.SafetensorsUnknownDType, $"unknown dtype '{Truncate(text)}'.", path, at, name);
                     dtype = d;
@@ -228,13 +228,13 @@ public sealed class SafetensorsHeader
         {
             Next(ref reader, path);
             if (reader.TokenType == JsonTokenType.EndObject) return map;
-            var key = reader.GetString()!;
+            var key = JsonStrings.Read(ref reader, BigModelErrorCode.SafetensorsHeaderNotJson, path, 8);
             Next(ref reader, path);
             if (reader.TokenType != JsonTokenType.String)
                 throw new BigModelException(BigModelErrorCode.SafetensorsInvalidMetadata, $"__metadata__ value of '{Truncate(key)}' must be a string.", path, 8 + reader.TokenStartIndex);
             if (map.Count >= limits.MaxMetadataEntries)
                 throw new BigModelException(BigModelErrorCode.SafetensorsInvalidMetadata, $"__metadata__ has more than {limits.MaxMetadataEntries} entries.", path, at);
-            if (!map.TryAdd(key, reader.GetString()!))
+            if (!map.TryAdd(key, JsonStrings.Read(ref reader, BigModelErrorCode.SafetensorsHeaderNotJson, path, 8)))
                 throw new BigModelException(BigModelErrorCode.SafetensorsInvalidMetadata, $"__metadata__ key '{Truncate(key)}' appears twice.", path, at);
         }
     }

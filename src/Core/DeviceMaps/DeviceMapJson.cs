@@ -64,18 +64,23 @@ internal static class DeviceMapJson
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 throw new BigModelException(BigModelErrorCode.InvalidDeviceMap,
                     "a device map is a JSON object of module name to device, e.g. {\"model.embed_tokens\": 0, \"lm_head\": \"cpu\"}.", source);
-            var entries = new List<DeviceMapEntry>();
-            var seen = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var p in doc.RootElement.EnumerateObject())
+            // Property names are decoded while enumerating, so the walk itself may meet an undecodable one.
+            var entries = JsonStrings.Guard(BigModelErrorCode.InvalidDeviceMap, source, () =>
             {
-                if (entries.Count >= MaxEntries)
-                    throw new BigModelException(BigModelErrorCode.DeviceMapTooLarge, $"more than {MaxEntries} entries.", source);
-                var module = p.Name;
-                if (!seen.Add(module))
-                    throw new BigModelException(BigModelErrorCode.InvalidDeviceMap, $"module '{module}' is given twice.", source);
-                ValidateKey(module, source);
-                entries.Add(new DeviceMapEntry(module, ReadDevice(p.Value, module, source), null));
-            }
+                var list = new List<DeviceMapEntry>();
+                var seen = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var p in doc.RootElement.EnumerateObject())
+                {
+                    if (list.Count >= MaxEntries)
+                        throw new BigModelException(BigModelErrorCode.DeviceMapTooLarge, $"more than {MaxEntries} entries.", source);
+                    var module = p.Name;
+                    if (!seen.Add(module))
+                        throw new BigModelException(BigModelErrorCode.InvalidDeviceMap, $"module '{module}' is given twice.", source);
+                    ValidateKey(module, source);
+                    list.Add(new DeviceMapEntry(module, ReadDevice(p.Value, module, source), null));
+                }
+                return list;
+            });
             return new DeviceMap(entries, source);
         }
     }
@@ -99,7 +104,7 @@ internal static class DeviceMapJson
                 if (value.TryGetInt32(out var index) && index >= 0 && index <= Device.MaxGpuIndex) return Device.Gpu(index);
                 break;
             case JsonValueKind.String:
-                if (Device.TryParse(value.GetString(), out var device)) return device;
+                if (Device.TryParse(JsonStrings.Read(value, BigModelErrorCode.InvalidDeviceMap, source), out var device)) return device;
                 break;
         }
         throw new BigModelException(BigModelErrorCode.InvalidDevice,

@@ -118,19 +118,23 @@ public sealed class MaxMemory : IReadOnlyList<KeyValuePair<Device, long>>
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 throw new BigModelException(BigModelErrorCode.InvalidArgument, "the memory budget must be a JSON object of device: size.", file);
-            var list = new List<KeyValuePair<Device, long>>();
-            foreach (var p in doc.RootElement.EnumerateObject())
+            var list = JsonStrings.Guard(BigModelErrorCode.InvalidArgument, file, () =>
             {
-                var device = Device.Parse(p.Name, file);
-                long bytes = p.Value.ValueKind switch
+                var pairs = new List<KeyValuePair<Device, long>>();
+                foreach (var p in doc.RootElement.EnumerateObject())
                 {
-                    JsonValueKind.Number when p.Value.TryGetInt64(out var n) && n >= 0 => n,
-                    JsonValueKind.Number when p.Value.TryGetDouble(out var d) && d >= 0 && d < long.MaxValue => (long)Math.Floor(d),
-                    JsonValueKind.String => ByteSize.Parse(p.Value.GetString()!, $"memory for {device}"),
-                    _ => throw new BigModelException(BigModelErrorCode.InvalidSize, $"the memory for {device} must be a byte count or a size string such as \"10GiB\".", file),
-                };
-                list.Add(new(device, bytes));
-            }
+                    var device = Device.Parse(p.Name, file);
+                    long bytes = p.Value.ValueKind switch
+                    {
+                        JsonValueKind.Number when p.Value.TryGetInt64(out var n) && n >= 0 => n,
+                        JsonValueKind.Number when p.Value.TryGetDouble(out var d) && d >= 0 && d < long.MaxValue => (long)Math.Floor(d),
+                        JsonValueKind.String => ByteSize.Parse(JsonStrings.Read(p.Value, BigModelErrorCode.InvalidArgument, file), $"memory for {device}"),
+                        _ => throw new BigModelException(BigModelErrorCode.InvalidSize, $"the memory for {device} must be a byte count or a size string such as \"10GiB\".", file),
+                    };
+                    pairs.Add(new(device, bytes));
+                }
+                return pairs;
+            });
             return Create(list);
         }
     }

@@ -150,4 +150,10 @@ public sealed class DeviceMapJsonTests : IDisposable
         // Without accelerators the cpu is where the model runs, not an offload target.
         DeviceMap.FromJson("""{"": "cpu"}""").Measure(tensors).ThrowIfOffloaded();
     }
+
+    [Theory]
+    [InlineData("""{"\ud800": 0}""")]
+    [InlineData("""{"lm_head": "\udc00"}""")]
+    public void Unpaired_surrogates_are_a_typed_error(string json) =>
+        Assert.Equal(BigModelErrorCode.InvalidDeviceMap, Assert.Throws<BigModelException>(() => DeviceMap.FromJson(json)).Code);
 }
