@@ -265,7 +265,8 @@ internal sealed class ZipArchiveIndex
                 uint totalDisks = BinaryPrimitives.ReadUInt32LittleEndian(locator[16..]);
                 if (z64Disk != 0 || totalDisks > 1)
                     throw new BigModelException(BigModelErrorCode.PickleZipCorrupt, "the ZIP64 locator names another disk; multi-volume archives are not supported.", path, locatorOffset);
-                if (z64Offset > (ulong)(locatorOffset - Zip64EndRecordSize))
+                // A locator closer to the start than an end record's size leaves no room for one (and the subtraction would wrap).
+                if (locatorOffset < Zip64EndRecordSize || z64Offset > (ulong)(locatorOffset - Zip64EndRecordSize))
                     throw new BigModelException(BigModelErrorCode.PickleZipCorrupt, $"the ZIP64 end record offset {z64Offset} does not lie before its locator.", path, locatorOffset);
                 Span<byte> z64 = stackalloc byte[Zip64EndRecordSize];
                 ReadAt(handle, z64, (long)z64Offset, path, "ZIP64 end record");
