@@ -132,7 +132,8 @@ public sealed class ModelConfig
     private readonly struct Reader(JsonObject obj, string? path)
     {
         // Dimensions above this are not real models; refusing them keeps later size arithmetic far from overflow.
-        private const long MaxDimension = 1L << 31;
+        // Values are kept as int, so the bound is int's largest.
+        private const long MaxDimension = int.MaxValue;
 
         private JsonNode? Get(string key) => obj.TryGetPropertyValue(key, out var v) ? v : null;
 
