@@ -129,6 +129,17 @@ public sealed class DeviceMapPlannerTests : IDisposable
         Assert.Equal(BigModelErrorCode.DeviceMapInvalidPattern, e.Code);
     }
 
+    [Theory]
+    [InlineData("model.layers.[")]
+    [InlineData("[")]
+    [InlineData("model.[0")]
+    public void An_unclosed_character_class_is_named_as_such(string pattern)
+    {
+        var e = Assert.Throws<BigModelException>(() => new ModuleNamePattern(pattern));
+        Assert.Equal(BigModelErrorCode.DeviceMapInvalidPattern, e.Code);
+        Assert.Contains("is never closed", e.Message);
+    }
+
     [Fact]
     public void User_tied_parameters_stay_on_one_device()
     {
