@@ -26,7 +26,7 @@ namespace BigModel.Cmdlets;
 /// <returns>BigModel.Checkpoints.CheckpointValidationResult: IsValid, Problems, NonFiniteTensors, Hashes, BytesRead.</returns>
 [Cmdlet(VerbsDiagnostic.Test, "Checkpoint")]
 [OutputType(typeof(CheckpointValidationResult))]
-public sealed class TestCheckpointCommand : BigModelCmdlet
+public sealed class TestCheckpointCommand : BigModelCmdlet, IDisposable
 {
     /// <summary>A weight file, an index file or a model folder. Wildcards are allowed.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
@@ -46,6 +46,8 @@ public sealed class TestCheckpointCommand : BigModelCmdlet
     /// <summary>Report non-finite values as warnings rather than errors.</summary>
     [Parameter]
     public SwitchParameter AllowNonFinite { get; set; }
+
+    private readonly CancellationTokenSource _stop = new();
 
     protected override void ProcessRecord()
     {
@@ -69,7 +71,12 @@ public sealed class TestCheckpointCommand : BigModelCmdlet
                 try
                 {
                     result = CheckpointValidator.Validate(path, options,
-                        Deep || Hash ? new SyncProgress<ValidationProgress>(p => progress.Report(p.BytesDone, p.BytesTotal, p.CurrentTensor)) : null);
+                        Deep || Hash ? new SyncProgress<ValidationProgress>(p => progress.Report(p.BytesDone, p.BytesTotal, p.CurrentTensor)) : null,
+                        _stop.Token);
+                }
+                catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+                {
+                    throw new PipelineStoppedException();
                 }
                 catch (BigModelException e)
                 {
@@ -78,7 +85,7 @@ public sealed class TestCheckpointCommand : BigModelCmdlet
                 }
                 finally
                 {
-                    if (Deep || Hash) progress.Complete();
+                    if ((Deep || Hash) && !_stop.IsCancellationRequested) progress.Complete();
                 }
                 foreach (var problem in result.Problems.Where(p => !p.IsError))
                     WriteWarning($"{problem.File ?? result.Path}: {(problem.Tensor is null ? "" : $"tensor '{problem.Tensor}': ")}{problem.Message}");
@@ -91,4 +98,9 @@ public sealed class TestCheckpointCommand : BigModelCmdlet
             }
         }
     }
+
+    /// <summary>Ctrl+C or Stop(): the validation notices within one chunk (a megabyte hashed, a few megabytes of values).</summary>
+    protected override void StopProcessing() => _stop.Cancel();
+
+    public void Dispose() => _stop.Dispose();
 }
