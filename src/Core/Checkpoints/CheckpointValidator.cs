@@ -187,12 +187,12 @@ public static class CheckpointValidator
             if (!actual.TryGetValue(t.Name, out var found))
             {
                 problems.Add(new ValidationProblem(BigModelErrorCode.CheckpointDoesNotMatchArchitecture,
-                    $"config.json implies tensor '{t.Name}' {SafetensorsHeader.FormatShape(t.Shape)}, which the checkpoint lacks.", config.Path, t.Name, IsError: false));
+                    $"config.json implies tensor '{t.Name}' {Shapes.Format(t.Shape)}, which the checkpoint lacks.", config.Path, t.Name, IsError: false));
             }
             else if (!found.Shape.SequenceEqual(t.Shape))
             {
                 problems.Add(new ValidationProblem(BigModelErrorCode.CheckpointDoesNotMatchArchitecture,
-                    $"shape {found.ShapeText} differs from {SafetensorsHeader.FormatShape(t.Shape)} implied by config.json.", found.File, t.Name, IsError: true));
+                    $"shape {found.ShapeText} differs from {Shapes.Format(t.Shape)} implied by config.json.", found.File, t.Name, IsError: true));
             }
         }
     }

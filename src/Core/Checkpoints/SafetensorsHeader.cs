@@ -126,7 +126,7 @@ public sealed class SafetensorsHeader
             long length = e.End - e.Begin;
             if (length != e.Bytes)
                 throw new BigModelException(BigModelErrorCode.SafetensorsTensorSizeMismatch,
-                    $"data_offsets span {length} bytes but {e.DType} {FormatShape(e.Shape)} needs {e.Bytes}.", path, e.HeaderOffset, e.Name);
+                    $"data_offsets span {length} bytes but {e.DType} {Shapes.Format(e.Shape)} needs {e.Bytes}.", path, e.HeaderOffset, e.Name);
             expected = e.End;
             tensors[i] = new TensorInfo(e.Name, e.DType, e.Shape, length, path, dataStart + e.Begin);
         }
@@ -159,7 +159,7 @@ public sealed class SafetensorsHeader
                     if (reader.TokenType != JsonTokenType.String) throw Invalid("dtype must be a string.", path, at, name);
                     var text = JsonStrings.Read(ref reader, BigModelErrorCode.SafetensorsHeaderNotJson, path, 8);
                     if (!DTypes.TryParseSafetensors(text, out var d))
-                        throw new BigModelException(BigModelErrorCode.SafetensorsUnknownDType, $"unknown dtype '{Truncate(text)}'.", path, at, name);
+                        throw new BigModelException(BigModelErrorCode.SafetensorsUnknownDType, $"unknown dtype '{Excerpt.Of(text)}'.", path, at, name);
                     dtype = d;
                     break;
                 case "shape":
@@ -182,12 +182,12 @@ public sealed class SafetensorsHeader
         foreach (var dim in shape)
         {
             if (!TryMultiply(elements, dim, out elements))
-                throw new BigModelException(BigModelErrorCode.SafetensorsInvalidShape, $"shape {FormatShape(shape)} overflows the element count.", path, at, name);
+                throw new BigModelException(BigModelErrorCode.SafetensorsInvalidShape, $"shape {Shapes.Format(shape)} overflows the element count.", path, at, name);
         }
         if (!TryMultiply(elements, dtype.Value.Bits(), out long bits))
-            throw new BigModelException(BigModelErrorCode.SafetensorsInvalidShape, $"shape {FormatShape(shape)} overflows the byte count.", path, at, name);
+            throw new BigModelException(BigModelErrorCode.SafetensorsInvalidShape, $"shape {Shapes.Format(shape)} overflows the byte count.", path, at, name);
         if (bits % 8 != 0)
-            throw new BigModelException(BigModelErrorCode.SafetensorsPartialByte, $"{dtype} {FormatShape(shape)} does not fill a whole number of bytes.", path, at, name);
+            throw new BigModelException(BigModelErrorCode.SafetensorsPartialByte, $"{dtype} {Shapes.Format(shape)} does not fill a whole number of bytes.", path, at, name);
         long bytes = bits / 8;
         return new Entry(name, dtype.Value, shape, bytes, offsets[0], offsets[1], at);
     }
@@ -231,11 +231,11 @@ public sealed class SafetensorsHeader
             var key = JsonStrings.Read(ref reader, BigModelErrorCode.SafetensorsHeaderNotJson, path, 8);
             Next(ref reader, path);
             if (reader.TokenType != JsonTokenType.String)
-                throw new BigModelException(BigModelErrorCode.SafetensorsInvalidMetadata, $"__metadata__ value of '{Truncate(key)}' must be a string.", path, 8 + reader.TokenStartIndex);
+                throw new BigModelException(BigModelErrorCode.SafetensorsInvalidMetadata, $"__metadata__ value of '{Excerpt.Of(key)}' must be a string.", path, 8 + reader.TokenStartIndex);
             if (map.Count >= limits.MaxMetadataEntries)
                 throw new BigModelException(BigModelErrorCode.SafetensorsInvalidMetadata, $"__metadata__ has more than {limits.MaxMetadataEntries} entries.", path, at);
             if (!map.TryAdd(key, JsonStrings.Read(ref reader, BigModelErrorCode.SafetensorsHeaderNotJson, path, 8)))
-                throw new BigModelException(BigModelErrorCode.SafetensorsInvalidMetadata, $"__metadata__ key '{Truncate(key)}' appears twice.", path, at);
+                throw new BigModelException(BigModelErrorCode.SafetensorsInvalidMetadata, $"__metadata__ key '{Excerpt.Of(key)}' appears twice.", path, at);
         }
     }
 
@@ -255,7 +255,4 @@ public sealed class SafetensorsHeader
     private static BigModelException Invalid(string message, string path, long at, string name) =>
         new(BigModelErrorCode.SafetensorsInvalidTensorEntry, message, path, at, name);
 
-    internal static string FormatShape(IReadOnlyList<long> shape) => "[" + string.Join(", ", shape) + "]";
-
-    private static string Truncate(string s) => s.Length <= 80 ? s : s[..80] + "…";
 }

@@ -13,7 +13,7 @@ public sealed record TensorSpec(string Name, DType DType, long[] Shape)
     public long ElementCount => Shape.Aggregate(1L, (a, d) => checked(a * d));
 
     public long ByteLength => DType.ByteCount(ElementCount)
-        ?? throw new BigModelException(BigModelErrorCode.SafetensorsPartialByte, $"{DType} [{string.Join(", ", Shape)}] is not a whole number of bytes.", tensor: Name);
+        ?? throw new BigModelException(BigModelErrorCode.SafetensorsPartialByte, $"{DType} {Shapes.Format(Shape)} is not a whole number of bytes (or more than 64 bits count).", tensor: Name);
 }
 
 /// <summary>

@@ -94,8 +94,6 @@ internal static class DeviceMapJson
             throw new BigModelException(BigModelErrorCode.InvalidDeviceMap, $"'{module[..Math.Min(60, module.Length)]}...' has more than {ModuleTree.MaxDepth} segments.", source);
     }
 
-    private static string Truncate(string s) => s.Length <= 60 ? s : s[..60] + "...";
-
     private static Device ReadDevice(JsonElement value, string module, string? source)
     {
         switch (value.ValueKind)
@@ -108,6 +106,6 @@ internal static class DeviceMapJson
                 break;
         }
         throw new BigModelException(BigModelErrorCode.InvalidDevice,
-            $"module '{module}' has device {Truncate(value.GetRawText())}; use a GPU index (0, 1, ...), \"cuda:N\", \"mps\", \"xpu\", \"cpu\" or \"disk\".", source);
+            $"module '{module}' has device {Excerpt.Of(value.GetRawText())}; use a GPU index (0, 1, ...), \"cuda:N\", \"mps\", \"xpu\", \"cpu\" or \"disk\".", source);
     }
 }

@@ -22,18 +22,18 @@ public sealed class ContainedFolder
     {
         var problem = PathSafety.LexicalProblem(relative);
         if (problem is not null)
-            throw new BigModelException(code, $"'{PathSafety.Show(relative)}' {problem}; only plain names inside the checkpoint folder are allowed.", source);
+            throw new BigModelException(code, $"'{Excerpt.Of(relative)}' {problem}; only plain names inside the checkpoint folder are allowed.", source);
 
         var full = Path.GetFullPath(Path.Combine(_fullRoot, relative));
         if (!PathSafety.IsUnder(_fullRoot, full))
-            throw new BigModelException(code, $"'{PathSafety.Show(relative)}' resolves to {full}, outside {_fullRoot}.", source);
+            throw new BigModelException(code, $"'{Excerpt.Of(relative)}' resolves to {full}, outside {_fullRoot}.", source);
 
         // Walk only the components below the folder, as the operating system will: a symbolic link among them may
         // point anywhere, and a '..' inside a link's target climbs from wherever the walk has got to.
         if (!PathSafety.TryResolve(_realRoot, Path.GetRelativePath(_fullRoot, full), out var real))
-            throw new BigModelException(code, $"'{PathSafety.Show(relative)}' goes through more than {PathSafety.MaxLinks} symbolic links (a loop?).", source);
+            throw new BigModelException(code, $"'{Excerpt.Of(relative)}' goes through more than {PathSafety.MaxLinks} symbolic links (a loop?).", source);
         if (!PathSafety.IsUnder(_realRoot, real))
-            throw new BigModelException(code, $"'{PathSafety.Show(relative)}' is a link to {real}, outside {_realRoot}.", source);
+            throw new BigModelException(code, $"'{Excerpt.Of(relative)}' is a link to {real}, outside {_realRoot}.", source);
         return full;
     }
 }

@@ -120,6 +120,4 @@ public static class PathSafety
             return null;
         }
     }
-
-    internal static string Show(string s) => s.Length <= 120 ? s.Replace("\0", "\\0") : s[..120] + "…";
 }

@@ -57,7 +57,7 @@ public static class PyTorchCheckpointReader
             if (e.Name != PickleName && !e.Name.EndsWith("/" + PickleName, StringComparison.Ordinal)) continue;
             if (found is not null)
                 throw new BigModelException(BigModelErrorCode.PickleZipCorrupt,
-                    $"the archive holds several pickles ('{ZipArchiveIndex.Show(found.Name)}' and '{ZipArchiveIndex.Show(e.Name)}'); a torch.save archive has exactly one data.pkl.", path);
+                    $"the archive holds several pickles ('{Excerpt.Of(found.Name)}' and '{Excerpt.Of(e.Name)}'); a torch.save archive has exactly one data.pkl.", path);
             found = e;
         }
         if (found is null)
@@ -98,7 +98,7 @@ public static class PyTorchCheckpointReader
             throw new BigModelException(BigModelErrorCode.UnsupportedFormat,
                 "the archive was written on a big-endian machine (byteorder 'big'); only little-endian archives can be read in place. Load and re-save it on a little-endian machine.", zip.Path, entry.DataOffset);
         throw new BigModelException(BigModelErrorCode.PickleMalformed,
-            $"the byteorder entry says '{ZipArchiveIndex.Show(text)}'; expected 'little' or 'big'.", zip.Path, entry.DataOffset);
+            $"the byteorder entry says '{Excerpt.Of(text)}'; expected 'little' or 'big'.", zip.Path, entry.DataOffset);
     }
 
     /// <summary>Explains what a file that is not a zip archive most likely is.</summary>

@@ -1,5 +1,6 @@
 using System.Globalization;
 using BigModel.Errors;
+using BigModel.IO;
 
 namespace BigModel.Checkpoints.PyTorch;
 
@@ -52,7 +53,7 @@ internal static class StateDictFlattener
             if (part is null) continue;
             if ((long)frame.Prefix.Length + 1 + part.Length > limits.MaxNameLength)
                 throw new BigModelException(BigModelErrorCode.PickleTooLarge,
-                    $"a tensor name would be longer than {limits.MaxNameLength} characters.", file, tensor: ZipArchiveIndex.Show(frame.Prefix));
+                    $"a tensor name would be longer than {limits.MaxNameLength} characters.", file, tensor: Excerpt.Of(frame.Prefix));
             var name = frame.Prefix.Length == 0 ? part : frame.Prefix + "." + part;
             switch (value)
             {
@@ -71,7 +72,7 @@ internal static class StateDictFlattener
                 case PyDict or PyList or object?[] when visited.Add(value):
                     if (frame.Depth + 1 > limits.MaxNestingDepth)
                         throw new BigModelException(BigModelErrorCode.PickleTooLarge,
-                            $"the state dict nests deeper than {limits.MaxNestingDepth} levels.", file, tensor: ZipArchiveIndex.Show(name));
+                            $"the state dict nests deeper than {limits.MaxNestingDepth} levels.", file, tensor: Excerpt.Of(name));
                     stack.Push(new Frame(value, name, frame.Depth + 1));
                     break;
             }
@@ -123,17 +124,17 @@ internal static class StateDictFlattener
         catch (OverflowException)
         {
             throw new BigModelException(BigModelErrorCode.PickleInvalidTensor,
-                $"the shape [{string.Join(", ", t.Shape)}] with strides [{string.Join(", ", t.Strides)}] overflows 64-bit sizes.", file, tensor: name);
+                $"the shape {Shapes.Format(t.Shape)} with strides {Shapes.Format(t.Strides)} overflows 64-bit sizes.", file, tensor: name);
         }
         bool fits = elements == 0 ? t.StorageOffset <= storageElements : lastIndex < storageElements;
         if (!fits)
             throw new BigModelException(BigModelErrorCode.PickleStorageOutOfRange,
-                $"the view (offset {t.StorageOffset}, shape [{string.Join(", ", t.Shape)}], strides [{string.Join(", ", t.Strides)}]) reaches element {(elements == 0 ? t.StorageOffset : lastIndex)} of storage '{t.Storage.Key}', which holds {storageElements} {t.DType.TorchName()} elements.",
+                $"the view (offset {t.StorageOffset}, shape {Shapes.Format(t.Shape)}, strides {Shapes.Format(t.Strides)}) reaches element {(elements == 0 ? t.StorageOffset : lastIndex)} of storage '{t.Storage.Key}', which holds {storageElements} {t.DType.TorchName()} elements.",
                 file, t.Storage.DataOffset, name);
         long bytes = elements * elementBytes;
         if (bytes > limits.MaxTensorBytes)
             throw new BigModelException(BigModelErrorCode.PickleTooLarge,
-                $"the view (shape [{string.Join(", ", t.Shape)}], strides [{string.Join(", ", t.Strides)}]) describes {bytes} bytes over a storage of {t.Storage.ByteLength}; the limit for one tensor is {limits.MaxTensorBytes}.",
+                $"the view (shape {Shapes.Format(t.Shape)}, strides {Shapes.Format(t.Strides)}) describes {bytes} bytes over a storage of {t.Storage.ByteLength}; the limit for one tensor is {limits.MaxTensorBytes}.",
                 file, t.Storage.DataOffset, name);
         long dataOffset = t.Storage.DataOffset + t.StorageOffset * elementBytes;
         return new TensorInfo(name, t.DType, t.Shape, bytes, file, dataOffset, elements == 0 || IsRowMajor(t) ? null : t.Strides);
