@@ -62,6 +62,15 @@ public sealed class ModelConfig
     /// <summary>KV heads: explicit num_key_value_heads, else the attention head count (multi-head attention).</summary>
     public int? EffectiveKeyValueHeads => NumKeyValueHeads ?? NumAttentionHeads;
 
+    /// <summary>
+    /// True when <paramref name="path"/> is a model config rather than a checkpoint: an existing *.json file that is not
+    /// a shard index (*.index.json). Sizing and planning take either, and decide with this one rule.
+    /// </summary>
+    public static bool IsConfigFile(string path) =>
+        System.IO.Path.GetExtension(path).Equals(".json", StringComparison.OrdinalIgnoreCase)
+        && !path.EndsWith(".index.json", StringComparison.OrdinalIgnoreCase)
+        && File.Exists(path);
+
     /// <summary>Loads and validates <paramref name="path"/>.</summary>
     public static ModelConfig Load(string path) =>
         Parse(SmallFile.ReadAllBytes(path, MaxConfigBytes, BigModelErrorCode.ConfigInvalidValue, BigModelErrorCode.ConfigNotJson, "config.json"), path);

@@ -56,7 +56,7 @@ public sealed class DeviceMap
     public IReadOnlyList<string> Log { get; private init; } = [];
 
     /// <summary>Things a user should know: offloading, buffers that may not fit, tied tensors apart, with numbers.</summary>
-    public IReadOnlyList<string> Warnings { get; private init; } = [];
+    public IReadOnlyList<DeviceMapWarning> Warnings { get; private init; } = [];
 
     /// <summary>True when every entry has a size.</summary>
     public bool HasSizes => Entries.All(e => e.Bytes is not null);
@@ -142,14 +142,14 @@ public sealed class DeviceMap
     /// Accelerate's check_tied_parameters_on_same_device: one warning per group of tied tensors spread over several
     /// devices (they share one storage, so all but one copy would be wasted or wrong).
     /// </summary>
-    public IReadOnlyList<string> CheckTiedParameters(IEnumerable<IReadOnlyList<string>> groups)
+    public IReadOnlyList<DeviceMapWarning> CheckTiedParameters(IEnumerable<IReadOnlyList<string>> groups)
     {
-        var warnings = new List<string>();
+        var warnings = new List<DeviceMapWarning>();
         foreach (var group in groups)
         {
             var devices = group.Select(p => (Name: p, Device: DeviceOf(p))).ToList();
             if (devices.Select(d => d.Device).Distinct().Count() > 1)
-                warnings.Add($"Tied parameters are on different devices: {string.Join(", ", devices.Select(d => $"{d.Name} on {(d.Device is Device x ? x.ToString() : "no device")}"))}; they share one storage and belong on one device.");
+                warnings.Add(new(BigModelErrorCode.DeviceMapTiedParameterInvalid, $"Tied parameters are on different devices: {string.Join(", ", devices.Select(d => $"{d.Name} on {(d.Device is Device x ? x.ToString() : "no device")}"))}; they share one storage and belong on one device."));
         }
         return warnings;
     }
@@ -237,7 +237,7 @@ public sealed class DeviceMap
 
     internal static DeviceMap Planned(IReadOnlyList<DeviceMapEntry> entries, string? source, MaxMemory budget, MaxMemory requested,
         IReadOnlyDictionary<Device, long> reserved, DeviceMapStrategy strategy, long largestLayer, IReadOnlyList<string> largestLayers,
-        IReadOnlyList<IReadOnlyList<string>> tied, IReadOnlyList<string> log, IReadOnlyList<string> warnings)
+        IReadOnlyList<IReadOnlyList<string>> tied, IReadOnlyList<string> log, IReadOnlyList<DeviceMapWarning> warnings)
     {
         var map = new DeviceMap(entries, source)
         {

@@ -133,7 +133,7 @@ public static class DeviceMapChart
         if (map.Warnings.Count > 0)
         {
             html.Append("<ul>\n");
-            foreach (var w in map.Warnings) html.Append("<li>").Append(Escape(w)).Append("</li>\n");
+            foreach (var w in map.Warnings) html.Append("<li>").Append(Escape(w.Message)).Append("</li>\n");
             html.Append("</ul>\n");
         }
         html.Append("</body>\n</html>\n");

@@ -82,6 +82,8 @@ public enum BigModelErrorCode
     ModelDoesNotFit = 1601,
     DiskFull = 1602,
     OffloadedToSlowerDevice = 1603,
+    OffloadedBuffersMayNotFit = 1604,
+    DeviceLeftEmpty = 1605,
 
     // 1700-1799: writing
     DestinationExists = 1700,

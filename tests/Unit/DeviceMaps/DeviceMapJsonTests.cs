@@ -116,7 +116,8 @@ public sealed class DeviceMapJsonTests : IDisposable
     {
         var map = DeviceMap.FromJson("""{"model.embed_tokens": 0, "model.layers": 0, "lm_head": "cpu"}""");
         var warning = Assert.Single(map.CheckTiedParameters([["model.embed_tokens.weight", "lm_head.weight"]]));
-        Assert.Contains("lm_head.weight on cpu", warning, StringComparison.Ordinal);
+        Assert.Contains("lm_head.weight on cpu", warning.Message, StringComparison.Ordinal);
+        Assert.Equal(BigModelErrorCode.DeviceMapTiedParameterInvalid, warning.Code);
         Assert.Empty(map.CheckTiedParameters([["model.embed_tokens.weight", "model.layers.0.x"]]));
     }
 
