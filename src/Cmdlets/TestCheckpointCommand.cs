@@ -24,16 +24,25 @@ namespace BigModel.Cmdlets;
 /// <para>Stops a script on an invalid checkpoint.</para>
 /// </example>
 /// <returns>BigModel.Checkpoints.CheckpointValidationResult: IsValid, Problems, NonFiniteTensors, Hashes, BytesRead.</returns>
-[Cmdlet(VerbsDiagnostic.Test, "Checkpoint")]
+[Cmdlet(VerbsDiagnostic.Test, "Checkpoint", DefaultParameterSetName = PathSet)]
 [OutputType(typeof(CheckpointValidationResult))]
 public sealed class TestCheckpointCommand : BigModelCmdlet, IDisposable
 {
+    private const string PathSet = "Path";
+    private const string LiteralPathSet = "LiteralPath";
+
     /// <summary>A weight file, an index file or a model folder. Wildcards are allowed.</summary>
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-    [Alias("FullName", "PSPath")]
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [Alias("FullName")]
     [ValidateNotNullOrEmpty]
     [SupportsWildcards]
     public string[] Path { get; set; } = [];
+
+    /// <summary>Like -Path, but taken as written: '[', ']', '*' and '?' are part of the name.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
+    [Alias("PSPath", "LP")]
+    [ValidateNotNullOrEmpty]
+    public string[] LiteralPath { get; set; } = [];
 
     /// <summary>Also read every tensor and count NaN and infinite values.</summary>
     [Parameter]
@@ -51,12 +60,13 @@ public sealed class TestCheckpointCommand : BigModelCmdlet, IDisposable
 
     protected override void ProcessRecord()
     {
-        foreach (var input in Path)
+        bool literal = ParameterSetName == LiteralPathSet;
+        foreach (var input in literal ? LiteralPath : Path)
         {
             IReadOnlyList<string> paths;
             try
             {
-                paths = ResolvePaths(input);
+                paths = ResolveInput(input, literal);
             }
             catch (BigModelException e)
             {
