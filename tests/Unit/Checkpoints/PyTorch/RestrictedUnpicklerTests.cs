@@ -217,6 +217,17 @@ public sealed class RestrictedUnpicklerTests : IDisposable
     }
 
     [Theory]
+    [InlineData(new byte[] { (byte)'\'', (byte)'c', (byte)'a', (byte)'f', 0xC3, 0xA9, (byte)'\'' }, "café")]
+    [InlineData(new byte[] { (byte)'\'', (byte)'\\', (byte)'x', (byte)'c', (byte)'3', (byte)'\\', (byte)'2', (byte)'5', (byte)'1', (byte)'\'' }, "é")]
+    public void Protocol_0_string_bytes_are_utf8_as_torch_load_decodes_them(byte[] literal, string expected)
+    {
+        Assert.True(PickleText.TryDecodeStringLiteral(literal, out var value, out var error), error);
+        Assert.Equal(expected, value);
+        Assert.False(PickleText.TryDecodeStringLiteral("'\\xff'"u8, out _, out var invalid));
+        Assert.Contains("UTF-8", invalid);
+    }
+
+    [Theory]
     [InlineData("'open")]
     [InlineData("'bad\\x4'")]
     [InlineData("x")]
