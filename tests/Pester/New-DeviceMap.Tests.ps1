@@ -92,7 +92,7 @@ Describe 'New-DeviceMap' -Skip:(-not $hasStories) {
     It 'takes -LiteralPath for folders whose names hold wildcard characters' {
         $odd = Join-Path $work 'model[v1]'
         New-Item -ItemType Directory -Force -Path $odd | Out-Null
-        Copy-Item (Join-Path $stories '*') -Destination ([WildcardPattern]::Escape($odd))
+        foreach ($f in Get-ChildItem $stories -File) { [IO.File]::Copy($f.FullName, [IO.Path]::Combine($odd, $f.Name)) }
         $map = New-DeviceMap -LiteralPath $odd -MaxMemory @{ cpu = '1GB' }
         $map.Source | Should -Be $odd
         (Get-Checkpoint -LiteralPath $odd).Tensors.Count | Should -BeGreaterThan 0

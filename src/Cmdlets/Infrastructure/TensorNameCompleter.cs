@@ -1,7 +1,6 @@
 using System.Collections;
 using System.Management.Automation;
 using System.Management.Automation.Language;
-using System.Management.Automation.Runspaces;
 using BigModel.Checkpoints;
 
 namespace BigModel.Cmdlets.Infrastructure;
@@ -89,17 +88,14 @@ internal static class CompletionSources
 
     /// <summary>
     /// <paramref name="path"/> resolved as the cmdlet will resolve it: against the session's current location (not the
-    /// process's directory), with ~ and drives, and for -Path the first wildcard match.
+    /// process's directory), with ~ and drives, and for -Path the first wildcard match. Completion runs inside a
+    /// pipeline of the session, so the session is asked through a nested command.
     /// </summary>
     private static string SessionPath(string path, bool literal)
     {
-        var session = Runspace.DefaultRunspace?.SessionStateProxy.Path;
-        if (session is null) return path;
-        if (!literal)
-        {
-            var matches = session.GetResolvedProviderPathFromPSPath(path, out var provider);
-            if (provider.Name == "FileSystem" && matches.Count > 0) return matches[0];
-        }
-        return session.GetUnresolvedProviderPathFromPSPath(path);
+        using var ps = PowerShell.Create(RunspaceMode.CurrentRunspace);
+        ps.AddCommand(@"Microsoft.PowerShell.Management\Resolve-Path").AddParameter(literal ? "LiteralPath" : "Path", path);
+        var resolved = ps.Invoke().Select(r => r.BaseObject).OfType<PathInfo>().FirstOrDefault(p => p.Provider.Name == "FileSystem");
+        return resolved?.ProviderPath ?? throw new ItemNotFoundException(path);
     }
 }
