@@ -230,4 +230,29 @@ public sealed class CheckpointTests : IDisposable
         Assert.Equal("model.norm.weight", checkpoint.Tensors[^1].Name);
         Assert.True(checkpoint.Config!.TieWordEmbeddingsValue);
     }
+
+    [Fact]
+    public void Totals_beyond_64_bits_across_shards_are_a_typed_error()
+    {
+        // Two PyTorch shards of 4096 broadcast views of 2^50 bytes each (the most one view may describe): each shard
+        // adds up to 2^62, the checkpoint to 2^63, one more than a long holds.
+        var folder = _dir.Combine("views");
+        Directory.CreateDirectory(folder);
+        var map = new Dictionary<string, string>();
+        for (int shard = 0; shard < 2; shard++)
+        {
+            var file = $"pytorch_model-0000{shard + 1}-of-00002.bin";
+            var p = new PickleBuilder().Proto(2).OrderedDict().Mark();
+            for (int i = 0; i < 4096; i++)
+            {
+                var name = $"s{shard}.v{i}";
+                p.Str(name).TensorV2("ByteStorage", "0", 1, 0, [1L << 25, 1L << 25], [0, 0]);
+                map[name] = file;
+            }
+            BigModel.Fuzz.Archives.TorchArchive.Write(Path.Combine(folder, file), p.SetItems().Stop().ToArray(), [("0", new byte[1])]);
+        }
+        CheckpointBuilder.Index(folder, map, null, "pytorch_model.bin.index.json");
+        var e = Assert.Throws<BigModelException>(() => Checkpoint.Open(folder));
+        Assert.Equal(BigModelErrorCode.CheckpointTooLarge, e.Code);
+    }
 }
