@@ -1,4 +1,5 @@
 using BigModel.Errors;
+using BigModel.IO;
 using Microsoft.Build.Framework;
 using Task = Microsoft.Build.Utilities.Task;
 
@@ -20,10 +21,18 @@ public abstract class BigModelTask : Task
         {
             LogError(e);
         }
+        catch (Exception e) when (FileErrors.IsFileSystemError(e))
+        {
+            // A file the task writes itself (an output, its stamp) is as much a BigModel error as one it reads.
+            LogError(FileErrors.Map(e, FileOf(e)));
+        }
         return !Log.HasLoggedErrors;
     }
 
     protected abstract void Run();
+
+    /// <summary>The file a file system exception is about, where .NET says (FileNotFoundException names it).</summary>
+    private static string FileOf(Exception e) => e is FileNotFoundException { FileName: { Length: > 0 } name } ? name : "";
 
     protected void LogError(BigModelException e) =>
         Log.LogError(subcategory: "BigModel", errorCode: e.BuildCode, helpKeyword: e.ErrorId, file: e.File ?? "",

@@ -43,10 +43,7 @@ public sealed class GetModelMemory : BigModelTask
             LogWarning(BigModelErrorCode.ConfigMissingValue, note, FullPath(Path));
         Log.LogMessage(MessageImportance.Normal, "{0} ({1}): {2} weights, {3} to run with {4} tokens of context.",
             Path.ItemSpec, first.DType, ByteSize.Format(first.TotalBytes), ByteSize.Format(first.InferenceBytes), first.ContextLength);
-        if (MaxBytes is { Length: > 0 } && first.InferenceBytes > ByteSize.Parse(MaxBytes, "MaxBytes"))
-            throw new BigModelException(BigModelErrorCode.MemoryBudgetExceeded,
-                $"running it in {first.DType} needs {ByteSize.Format(first.InferenceBytes)} ({first.InferenceBytes:N0} bytes: weights {first.TotalBytes:N0} + KV cache {first.KvCacheBytes:N0} + activations {first.ActivationBytes:N0}), over the budget of {MaxBytes}.",
-                FullPath(Path));
+        if (MaxBytes is { Length: > 0 }) first.ThrowIfOver(ByteSize.Parse(MaxBytes, "MaxBytes"), MaxBytes);
     }
 
     private static ITaskItem ToItem(ModelMemory row)

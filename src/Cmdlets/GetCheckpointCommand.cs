@@ -24,37 +24,50 @@ namespace BigModel.Cmdlets;
 /// <para>Surveys every model folder; folders that are not checkpoints are skipped.</para>
 /// </example>
 /// <returns>BigModel.Checkpoints.Checkpoint, or BigModel.Checkpoints.TensorInfo with -Tensor.</returns>
-[Cmdlet(VerbsCommon.Get, "Checkpoint", DefaultParameterSetName = CheckpointSet)]
-[OutputType(typeof(Checkpoint), ParameterSetName = [CheckpointSet])]
-[OutputType(typeof(TensorInfo), ParameterSetName = [TensorSet])]
+[Cmdlet(VerbsCommon.Get, "Checkpoint", DefaultParameterSetName = PathSet)]
+[OutputType(typeof(Checkpoint), ParameterSetName = [PathSet, LiteralPathSet])]
+[OutputType(typeof(TensorInfo), ParameterSetName = [PathTensorSet, LiteralPathTensorSet])]
 public sealed class GetCheckpointCommand : BigModelCmdlet
 {
-    private const string CheckpointSet = "Checkpoint";
-    private const string TensorSet = "Tensor";
+    private const string PathSet = "Path";
+    private const string LiteralPathSet = "LiteralPath";
+    private const string PathTensorSet = "PathTensor";
+    private const string LiteralPathTensorSet = "LiteralPathTensor";
 
     /// <summary>A weight file, an index file or a model folder. Wildcards are allowed.</summary>
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-    [Alias("FullName", "PSPath")]
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathTensorSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [SupportsWildcards]
     public string[] Path { get; set; } = [];
 
+    /// <summary>Like -Path, but taken as written: '[', ']', '*' and '?' are part of the name.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Mandatory = true, ParameterSetName = LiteralPathTensorSet, ValueFromPipelineByPropertyName = true)]
+    // Items piped from Get-ChildItem bind here by PSPath (or FullName), so names holding [ ] * ? are taken as written.
+    [Alias("PSPath", "LP", "FullName")]
+    [ValidateNotNullOrEmpty]
+    public string[] LiteralPath { get; set; } = [];
+
     /// <summary>Emit the tensors instead of the checkpoint.</summary>
-    [Parameter(Mandatory = true, ParameterSetName = TensorSet)]
+    [Parameter(Mandatory = true, ParameterSetName = PathTensorSet)]
+    [Parameter(Mandatory = true, ParameterSetName = LiteralPathTensorSet)]
     public SwitchParameter Tensor { get; set; }
 
     /// <summary>Only tensors whose names match these wildcard patterns.</summary>
-    [Parameter(ParameterSetName = TensorSet)]
+    [Parameter(ParameterSetName = PathTensorSet)]
+    [Parameter(ParameterSetName = LiteralPathTensorSet)]
     [ArgumentCompleter(typeof(TensorNameCompleter))]
     public string[]? Name { get; set; }
 
     protected override void ProcessRecord()
     {
-        foreach (var input in Path)
+        bool literal = ParameterSetName is LiteralPathSet or LiteralPathTensorSet;
+        foreach (var input in literal ? LiteralPath : Path)
         {
             try
             {
-                foreach (var path in ResolvePaths(input))
+                foreach (var path in ResolveInput(input, literal))
                 {
                     var checkpoint = Checkpoint.Open(path);
                     foreach (var warning in checkpoint.Warnings)

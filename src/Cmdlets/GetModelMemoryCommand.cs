@@ -2,6 +2,7 @@ using System.Management.Automation;
 using BigModel.Checkpoints;
 using BigModel.Cmdlets.Infrastructure;
 using BigModel.Errors;
+using BigModel.IO;
 using BigModel.Memory;
 
 namespace BigModel.Cmdlets;
@@ -30,14 +31,21 @@ namespace BigModel.Cmdlets;
 public sealed class GetModelMemoryCommand : BigModelCmdlet
 {
     private const string PathSet = "Path";
+    private const string LiteralPathSet = "LiteralPath";
     private const string CheckpointSet = "Checkpoint";
 
     /// <summary>A checkpoint (file, index or folder) or a bare config.json.</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipelineByPropertyName = true)]
-    [Alias("FullName", "PSPath")]
     [ValidateNotNullOrEmpty]
     [SupportsWildcards]
     public string[] Path { get; set; } = [];
+
+    /// <summary>Like -Path, but taken as written: '[', ']', '*' and '?' are part of the name.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
+    // Items piped from Get-ChildItem bind here by PSPath (or FullName), so names holding [ ] * ? are taken as written.
+    [Alias("PSPath", "LP", "FullName")]
+    [ValidateNotNullOrEmpty]
+    public string[] LiteralPath { get; set; } = [];
 
     /// <summary>A checkpoint from Get-Checkpoint.</summary>
     [Parameter(Mandatory = true, ParameterSetName = CheckpointSet, ValueFromPipeline = true)]
@@ -58,6 +66,10 @@ public sealed class GetModelMemoryCommand : BigModelCmdlet
     [ValidateRange(1, int.MaxValue)]
     public int BatchSize { get; set; } = 1;
 
+    /// <summary>A memory budget such as '8GiB': an error (BigModel.MemoryBudgetExceeded) is written for every precision whose inference memory exceeds it, after its row.</summary>
+    [Parameter]
+    public string? MaxBytes { get; set; }
+
     protected override void ProcessRecord()
     {
         var options = new MemoryEstimateOptions
@@ -66,17 +78,29 @@ public sealed class GetModelMemoryCommand : BigModelCmdlet
             ContextLength = ContextLength,
             BatchSize = BatchSize,
         };
-        if (Checkpoint is not null)
+        long? budget;
+        try
         {
-            Emit(() => ModelMemoryEstimator.Estimate(Checkpoint, options), Checkpoint);
+            budget = MaxBytes is null ? null : ByteSize.Parse(MaxBytes, "MaxBytes");
+        }
+        catch (BigModelException e)
+        {
+            ThrowBigModelError(e);
             return;
         }
-        foreach (var input in Path)
+        if (Checkpoint is not null)
+        {
+            var checkpoint = Checkpoint;
+            Emit(() => ModelMemoryEstimator.Estimate(checkpoint, options), checkpoint, budget);
+            return;
+        }
+        bool literal = ParameterSetName == LiteralPathSet;
+        foreach (var input in literal ? LiteralPath : Path)
         {
             try
             {
-                foreach (var path in ResolvePaths(input))
-                    Emit(() => ModelMemoryEstimator.Estimate(path, options), path);
+                foreach (var path in ResolveInput(input, literal))
+                    Emit(() => ModelMemoryEstimator.Estimate(path, options), path, budget);
             }
             catch (BigModelException e)
             {
@@ -85,7 +109,7 @@ public sealed class GetModelMemoryCommand : BigModelCmdlet
         }
     }
 
-    private void Emit(Func<IReadOnlyList<ModelMemory>> estimate, object target)
+    private void Emit(Func<IReadOnlyList<ModelMemory>> estimate, object target, long? budget)
     {
         IReadOnlyList<ModelMemory> rows;
         try
@@ -98,6 +122,18 @@ public sealed class GetModelMemoryCommand : BigModelCmdlet
             return;
         }
         foreach (var note in rows.SelectMany(r => r.Notes).Distinct()) WriteWarning(note);
-        WriteObject(rows, enumerateCollection: true);
+        foreach (var row in rows)
+        {
+            WriteObject(row);
+            if (budget is not long limit) continue;
+            try
+            {
+                row.ThrowIfOver(limit, MaxBytes);
+            }
+            catch (BigModelException e)
+            {
+                WriteBigModelError(e, row);
+            }
+        }
     }
 }

@@ -39,10 +39,16 @@ public sealed class InvokeBigModelCommand : BigModelCmdlet
     private const string TextSet = "Text";
     private readonly CancellationTokenSource _stop = new();
 
-    /// <summary>The checkpoint to run: a weight file, an index file or a model folder.</summary>
+    /// <summary>The checkpoint to run: a weight file, an index file or a model folder. Wildcards must match one path.</summary>
     [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
-    [Alias("FullName", "PSPath", "Source")]
+    [Alias("Source")]
+    [SupportsWildcards]
     public string? Path { get; set; }
+
+    /// <summary>The checkpoint's path taken literally: '[', ']', '*' and '?' are part of the name.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [Alias("PSPath", "LP", "FullName")]
+    public string? LiteralPath { get; set; }
 
     /// <summary>A checkpoint from Get-Checkpoint, or a device map from New-DeviceMap (whose checkpoint is then run).</summary>
     [Parameter(ValueFromPipeline = true)]
@@ -193,12 +199,10 @@ public sealed class InvokeBigModelCommand : BigModelCmdlet
         var piped = InputObject?.BaseObject;
         if (piped is Checkpoint c) return (c, null);
         var map = piped as DeviceMap ?? DeviceMap as DeviceMap ?? (DeviceMap as PSObject)?.BaseObject as DeviceMap;
+        if (LiteralPath is not null) return (Checkpoint.Open(SingleInput(LiteralPath, literal: true)), map);
         var path = Path ?? map?.Source
-            ?? throw new BigModelException(BigModelErrorCode.InvalidArgument, "give the checkpoint with -Path, or pipe a checkpoint or a device map from New-DeviceMap.");
-        var resolved = ResolvePaths(path);
-        if (resolved.Count != 1)
-            throw new BigModelException(BigModelErrorCode.AmbiguousCheckpoint, $"'{path}' matches {resolved.Count} paths; give one checkpoint.", path);
-        return (Checkpoint.Open(resolved[0]), map);
+            ?? throw new BigModelException(BigModelErrorCode.InvalidArgument, "give the checkpoint with -Path or -LiteralPath, or pipe a checkpoint or a device map from New-DeviceMap.");
+        return (Checkpoint.Open(SingleInput(path, literal: map?.Source == path)), map);
     }
 
     private void Generate(InferenceSession session)

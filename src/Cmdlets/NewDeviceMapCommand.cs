@@ -5,7 +5,6 @@ using BigModel.Checkpoints;
 using BigModel.Cmdlets.Infrastructure;
 using BigModel.DeviceMaps;
 using BigModel.Errors;
-using BigModel.IO;
 
 namespace BigModel.Cmdlets;
 
@@ -34,13 +33,21 @@ namespace BigModel.Cmdlets;
 public sealed class NewDeviceMapCommand : BigModelCmdlet
 {
     private const string PathSet = "Path";
+    private const string LiteralPathSet = "LiteralPath";
     private const string CheckpointSet = "Checkpoint";
 
-    /// <summary>A checkpoint (file, index or folder), or a bare config.json to plan before downloading.</summary>
+    /// <summary>A checkpoint (file, index or folder), or a bare config.json to plan before downloading. Wildcards are allowed: each match gets its own map.</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipelineByPropertyName = true)]
-    [Alias("FullName", "PSPath")]
     [ValidateNotNullOrEmpty]
+    [SupportsWildcards]
     public string Path { get; set; } = "";
+
+    /// <summary>Like -Path, but taken as written: '[', ']', '*' and '?' are part of the name.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
+    // Items piped from Get-ChildItem bind here by PSPath (or FullName), so names holding [ ] * ? are taken as written.
+    [Alias("PSPath", "LP", "FullName")]
+    [ValidateNotNullOrEmpty]
+    public string LiteralPath { get; set; } = "";
 
     /// <summary>A checkpoint from Get-Checkpoint.</summary>
     [Parameter(Mandatory = true, ParameterSetName = CheckpointSet, ValueFromPipeline = true)]
@@ -93,49 +100,61 @@ public sealed class NewDeviceMapCommand : BigModelCmdlet
 
     protected override void ProcessRecord()
     {
+        var target = (object?)Checkpoint?.Path ?? (ParameterSetName == LiteralPathSet ? LiteralPath : Path);
+        DeviceMapOptions options;
+        ArchitectureSpec? family;
+        IReadOnlyList<string> paths = [];
         try
         {
-            var options = new DeviceMapOptions
+            var budget = MaxMemory is null ? null
+                : DeviceMaps.MaxMemory.FromPairs(MaxMemory.Cast<DictionaryEntry>().Select(e => new KeyValuePair<object?, object?>(Unwrap(e.Key), Unwrap(e.Value))));
+            options = DeviceMapOptions.FromText(budget, Strategy, DType, Reserve, NoSplit, TiedParameters.Select(g => (IReadOnlyList<string>)g).ToList());
+            family = Architecture is null ? null : ArchitectureCatalog.ByFamily(Architecture);
+            if (Checkpoint is null)
             {
-                MaxMemory = MaxMemory is null ? null : DeviceMaps.MaxMemory.FromDictionary(MaxMemory),
-                Strategy = DeviceMapStrategies.Parse(Strategy),
-                NoSplit = NoSplit,
-                TiedParameters = TiedParameters.Select(g => (IReadOnlyList<string>)g).ToList(),
-                DType = DType is null ? null : DTypes.Parse(DType),
-                Reserve = Reserve is null ? 0 : ByteSize.Parse(Reserve, "Reserve"),
-            };
-            var map = Plan(options);
+                paths = ResolveInput(ParameterSetName == LiteralPathSet ? LiteralPath : Path, ParameterSetName == LiteralPathSet);
+                if (paths.Count > 1 && (OutFile is not null || ChartFile is not null))
+                    throw new BigModelException(BigModelErrorCode.InvalidArgument,
+                        $"'{Path}' matches {paths.Count} paths, but -OutFile and -ChartFile hold one map; name one checkpoint, or plan each one with its own file.", Path);
+            }
+        }
+        catch (BigModelException e)
+        {
+            WriteBigModelError(e, target);
+            return;
+        }
+        if (Checkpoint is not null)
+        {
+            var checkpoint = Checkpoint;
+            Emit(() => DeviceMapPlanner.Plan(checkpoint, options, family), checkpoint.Path);
+            return;
+        }
+        foreach (var path in paths) Emit(() => DeviceMapPlanner.Plan(path, options, family), path);
+    }
+
+    private void Emit(Func<DeviceMap> plan, string target)
+    {
+        try
+        {
+            var map = plan();
             foreach (var line in map.Log) WriteVerbose(line);
-            foreach (var warning in map.Warnings) WriteWarning(warning);
+            foreach (var warning in map.Warnings) WriteWarning(warning.Message);
             if (OutFile is not null)
             {
-                var target = ResolveNewPath(OutFile);
-                if (ShouldProcess(target, "Write device map JSON")) map.Save(target);
+                var file = ResolveNewPath(OutFile);
+                if (ShouldProcess(file, "Write device map JSON")) map.Save(file);
             }
             if (ChartFile is not null)
             {
-                var target = ResolveNewPath(ChartFile);
-                if (ShouldProcess(target, "Write device map chart")) DeviceMapChart.Save(map, target);
+                var file = ResolveNewPath(ChartFile);
+                if (ShouldProcess(file, "Write device map chart")) DeviceMapChart.Save(map, file);
             }
             if (FailIfOffloaded) map.ThrowIfOffloaded();
             WriteObject(map);
         }
         catch (BigModelException e)
         {
-            WriteBigModelError(e, Checkpoint?.Path ?? Path);
+            WriteBigModelError(e, target);
         }
-    }
-
-    private DeviceMap Plan(DeviceMapOptions options)
-    {
-        var spec = Architecture is null ? null : ArchitectureCatalog.ByFamily(Architecture);
-        if (Checkpoint is not null)
-            return DeviceMapPlanner.Plan(Checkpoint.Tensors, spec ?? Checkpoint.Architecture, Checkpoint.Config, options, Checkpoint.Path);
-        var path = ResolvePaths(Path).Single();
-        if (System.IO.Path.GetFileName(path).Equals("config.json", StringComparison.OrdinalIgnoreCase))
-            return DeviceMapPlanner.PlanFromConfig(ModelConfig.Load(path), options);
-        var checkpoint = Checkpoints.Checkpoint.Open(path);
-        var tensors = spec is null ? checkpoint.Tensors : TensorOrder.Sort(checkpoint.Tensors, spec);
-        return DeviceMapPlanner.Plan(tensors, spec ?? checkpoint.Architecture, checkpoint.Config, options, checkpoint.Path);
     }
 }

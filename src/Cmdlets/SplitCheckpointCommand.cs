@@ -31,14 +31,21 @@ namespace BigModel.Cmdlets;
 public sealed class SplitCheckpointCommand : BigModelCmdlet
 {
     private const string PathSet = "Path";
+    private const string LiteralPathSet = "LiteralPath";
     private const string CheckpointSet = "Checkpoint";
     private readonly CancellationTokenSource _stop = new();
 
-    /// <summary>The checkpoint to reshard: a weight file, an index file or a model folder.</summary>
+    /// <summary>The checkpoint to reshard: a weight file, an index file or a model folder. Wildcards must match one path.</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipelineByPropertyName = true)]
-    [Alias("FullName", "PSPath")]
     [ValidateNotNullOrEmpty]
+    [SupportsWildcards]
     public string Path { get; set; } = "";
+
+    /// <summary>The checkpoint's path taken literally: '[', ']', '*' and '?' are part of the name.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
+    [Alias("PSPath", "LP", "FullName")]
+    [ValidateNotNullOrEmpty]
+    public string LiteralPath { get; set; } = "";
 
     /// <summary>A checkpoint from Get-Checkpoint.</summary>
     [Parameter(Mandatory = true, ParameterSetName = CheckpointSet, ValueFromPipeline = true)]
@@ -71,7 +78,7 @@ public sealed class SplitCheckpointCommand : BigModelCmdlet
     {
         try
         {
-            var source = Checkpoint ?? Checkpoints.Checkpoint.Open(ResolvePaths(Path).Single());
+            var source = Checkpoint ?? Checkpoints.Checkpoint.Open(SingleInput(ParameterSetName == LiteralPathSet ? LiteralPath : Path, ParameterSetName == LiteralPathSet));
             var destination = ResolveNewPath(Destination);
             var plan = CheckpointSplitter.Plan(source, destination, Sharding.SplitOptions.Parse(MaxShardSize, DType, Force));
             foreach (var warning in plan.Warnings) WriteWarning(warning);
@@ -102,7 +109,7 @@ public sealed class SplitCheckpointCommand : BigModelCmdlet
         }
         catch (BigModelException e)
         {
-            WriteBigModelError(e, Checkpoint?.Path ?? Path);
+            WriteBigModelError(e, Checkpoint?.Path ?? (ParameterSetName == LiteralPathSet ? LiteralPath : Path));
         }
     }
 

@@ -24,16 +24,25 @@ namespace BigModel.Cmdlets;
 /// <para>Stops a script on an invalid checkpoint.</para>
 /// </example>
 /// <returns>BigModel.Checkpoints.CheckpointValidationResult: IsValid, Problems, NonFiniteTensors, Hashes, BytesRead.</returns>
-[Cmdlet(VerbsDiagnostic.Test, "Checkpoint")]
+[Cmdlet(VerbsDiagnostic.Test, "Checkpoint", DefaultParameterSetName = PathSet)]
 [OutputType(typeof(CheckpointValidationResult))]
-public sealed class TestCheckpointCommand : BigModelCmdlet
+public sealed class TestCheckpointCommand : BigModelCmdlet, IDisposable
 {
+    private const string PathSet = "Path";
+    private const string LiteralPathSet = "LiteralPath";
+
     /// <summary>A weight file, an index file or a model folder. Wildcards are allowed.</summary>
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-    [Alias("FullName", "PSPath")]
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [SupportsWildcards]
     public string[] Path { get; set; } = [];
+
+    /// <summary>Like -Path, but taken as written: '[', ']', '*' and '?' are part of the name.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
+    // Items piped from Get-ChildItem bind here by PSPath (or FullName), so names holding [ ] * ? are taken as written.
+    [Alias("PSPath", "LP", "FullName")]
+    [ValidateNotNullOrEmpty]
+    public string[] LiteralPath { get; set; } = [];
 
     /// <summary>Also read every tensor and count NaN and infinite values.</summary>
     [Parameter]
@@ -47,14 +56,17 @@ public sealed class TestCheckpointCommand : BigModelCmdlet
     [Parameter]
     public SwitchParameter AllowNonFinite { get; set; }
 
+    private readonly CancellationTokenSource _stop = new();
+
     protected override void ProcessRecord()
     {
-        foreach (var input in Path)
+        bool literal = ParameterSetName == LiteralPathSet;
+        foreach (var input in literal ? LiteralPath : Path)
         {
             IReadOnlyList<string> paths;
             try
             {
-                paths = ResolvePaths(input);
+                paths = ResolveInput(input, literal);
             }
             catch (BigModelException e)
             {
@@ -69,7 +81,12 @@ public sealed class TestCheckpointCommand : BigModelCmdlet
                 try
                 {
                     result = CheckpointValidator.Validate(path, options,
-                        Deep || Hash ? new SyncProgress<ValidationProgress>(p => progress.Report(p.BytesDone, p.BytesTotal, p.CurrentTensor)) : null);
+                        Deep || Hash ? new SyncProgress<ValidationProgress>(p => progress.Report(p.BytesDone, p.BytesTotal, p.CurrentTensor)) : null,
+                        _stop.Token);
+                }
+                catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+                {
+                    throw new PipelineStoppedException();
                 }
                 catch (BigModelException e)
                 {
@@ -78,7 +95,7 @@ public sealed class TestCheckpointCommand : BigModelCmdlet
                 }
                 finally
                 {
-                    if (Deep || Hash) progress.Complete();
+                    if ((Deep || Hash) && !_stop.IsCancellationRequested) progress.Complete();
                 }
                 foreach (var problem in result.Problems.Where(p => !p.IsError))
                     WriteWarning($"{problem.File ?? result.Path}: {(problem.Tensor is null ? "" : $"tensor '{problem.Tensor}': ")}{problem.Message}");
@@ -91,4 +108,9 @@ public sealed class TestCheckpointCommand : BigModelCmdlet
             }
         }
     }
+
+    /// <summary>Ctrl+C or Stop(): the validation notices within one chunk (a megabyte hashed, a few megabytes of values).</summary>
+    protected override void StopProcessing() => _stop.Cancel();
+
+    public void Dispose() => _stop.Dispose();
 }

@@ -18,7 +18,7 @@ public static class Mutator
     private static readonly string[] InterestingStrings =
     [
         "", "F32", "F16", "BF16", "F4", "BOOL", "I64", "U8", "__metadata__", "..", "../../etc/passwd", "/etc/passwd", "C:\\x",
-        "\\u0000", "\u00ff", "a/../../b", "model.safetensors", "pytorch_model.bin", "data_offsets", "shape", "dtype", "weight_map",
+        "\\u0000", "\\ud800", "\u00ff", "a/../../b", "model.safetensors", "pytorch_model.bin", "data_offsets", "shape", "dtype", "weight_map",
     ];
 
     public static byte[] Mutate(IFuzzTarget target, byte[] input, IReadOnlyList<byte[]> seeds, Random random)

@@ -45,6 +45,14 @@ Describe 'Get-ModelMemory' {
         $row.InferenceBytes | Should -Be ($row.TotalBytes + $row.KvCacheBytes + $row.ActivationBytes)
     }
 
+    It 'writes the row and a budget error for each precision over -MaxBytes' {
+        $rows = Get-ModelMemory -Path $folder -DType float32, int4 -MaxBytes 300MB -ErrorAction SilentlyContinue -ErrorVariable over
+        $rows.Count | Should -Be 2
+        $over.Count | Should -Be 1
+        $over[0].FullyQualifiedErrorId | Should -BeLike 'BigModel.MemoryBudgetExceeded,*'
+        $over[0].Exception.Message | Should -Match 'running it in float32 needs .* over the budget of 300MB'
+    }
+
     It 'rejects an unknown precision before doing any work' {
         { Get-ModelMemory -Path $folder -DType float7 -ErrorAction Stop } | Should -Throw -ErrorId 'ParameterArgumentValidationError,*'
     }

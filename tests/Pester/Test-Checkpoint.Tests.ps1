@@ -40,6 +40,34 @@ Describe 'Test-Checkpoint' {
         $r.Hashes[0].Sha256 | Should -Be (Get-FileHash $file -Algorithm SHA256).Hash.ToLowerInvariant()
     }
 
+    It 'stops promptly when the pipeline is stopped in the middle of a file' {
+        # 64 GiB of zeros as a sparse file: hashing it would take minutes.
+        $huge = Join-Path $folder 'huge.safetensors'
+        $specs = [System.Collections.Generic.List[BigModel.Checkpoints.TensorSpec]]::new()
+        $specs.Add([BigModel.Checkpoints.TensorSpec]::new('big', [BigModel.Checkpoints.DType]::U8, [long[]]@(64GB)))
+        $layout = [BigModel.Checkpoints.SafetensorsLayout]::Create($specs, $null)
+        $stream = [IO.File]::Create($huge)
+        try {
+            $stream.Write([BitConverter]::GetBytes([uint64]$layout.Header.Length), 0, 8)
+            $stream.Write($layout.Header, 0, $layout.Header.Length)
+            $stream.SetLength($layout.FileLength)
+        }
+        finally { $stream.Dispose() }
+
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript("Import-Module '$env:BIGMODEL_MODULE'; Test-Checkpoint '$huge' -Hash")
+            $async = $ps.BeginInvoke()
+            Start-Sleep -Milliseconds 1500
+            $async.IsCompleted | Should -BeFalse -Because 'hashing 64 GiB takes longer than that'
+            $clock = [Diagnostics.Stopwatch]::StartNew()
+            $ps.Stop()
+            $clock.Elapsed.TotalSeconds | Should -BeLessThan 5
+            $ps.InvocationStateInfo.State | Should -Be 'Stopped'
+        }
+        finally { $ps.Dispose() }
+    }
+
     It 'reads every value of stories260K with -Deep' -Skip:(-not $hasStories) {
         $r = Get-Checkpoint $stories | Test-Checkpoint -Deep
         $r.IsValid | Should -BeTrue

@@ -29,6 +29,42 @@ public abstract class BigModelCmdlet : PSCmdlet
         }
     }
 
+    /// <summary>
+    /// Resolves a path taken literally, as -LiteralPath does: '[', ']', '*' and '?' are characters of the name. The path
+    /// must exist (a file or folder of the file system).
+    /// </summary>
+    protected string ResolveLiteralPath(string path)
+    {
+        string resolved;
+        try
+        {
+            resolved = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path, out var provider, out _);
+            if (provider.Name != "FileSystem")
+                throw new BigModelException(BigModelErrorCode.PathNotFound, $"'{path}' is not a file-system path (provider {provider.Name}).", path);
+        }
+        catch (Exception e) when (e is System.Management.Automation.DriveNotFoundException or ProviderNotFoundException or ItemNotFoundException)
+        {
+            throw new BigModelException(BigModelErrorCode.PathNotFound, e.Message, path, inner: e);
+        }
+        if (!File.Exists(resolved) && !Directory.Exists(resolved))
+            throw new BigModelException(BigModelErrorCode.PathNotFound, "no such file or folder.", resolved);
+        return resolved;
+    }
+
+    /// <summary>The one file-system path a -Path or -LiteralPath input names; a wildcard matching several is an error.</summary>
+    protected string SingleInput(string input, bool literal)
+    {
+        var paths = ResolveInput(input, literal);
+        return paths.Count == 1 ? paths[0]
+            : throw new BigModelException(BigModelErrorCode.AmbiguousCheckpoint, $"'{input}' matches {paths.Count} paths; give one checkpoint.", input);
+    }
+
+    /// <summary>The file-system paths of one -Path (wildcards expanded) or -LiteralPath input.</summary>
+    protected IReadOnlyList<string> ResolveInput(string input, bool literal) => literal ? [ResolveLiteralPath(input)] : ResolvePaths(input);
+
+    /// <summary>PowerShell hands over values wrapped in PSObject; Core takes the values themselves.</summary>
+    protected static object? Unwrap(object? value) => value is PSObject wrapped ? wrapped.BaseObject : value;
+
     /// <summary>Resolves a path that may not exist yet (a destination).</summary>
     protected string ResolveNewPath(string path) => SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
 

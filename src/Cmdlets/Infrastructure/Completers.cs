@@ -11,21 +11,20 @@ public sealed class ModuleNameCompleter : IArgumentCompleter
 {
     public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
         CommandAst commandAst, IDictionary fakeBoundParameters) =>
-        CompletionSources.Complete(CompletionSources.ModuleNames(fakeBoundParameters), wordToComplete);
+        CompletionSources.Complete(() => CompletionSources.ModuleNames(fakeBoundParameters), wordToComplete);
 }
 
 /// <summary>Completes devices: the CUDA devices this machine has, then cpu and disk.</summary>
 public sealed class DeviceCompleter : IArgumentCompleter
 {
     public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
-        CommandAst commandAst, IDictionary fakeBoundParameters)
-    {
-        // CudaMemory never throws: without a usable CUDA it returns no devices, leaving cpu and disk.
-        var devices = Memory.CudaMemory.Devices(null).Select(d => Device.Gpu(d.Index).ToString()).ToList();
-        devices.Add("cpu");
-        devices.Add("disk");
-        return CompletionSources.Complete(devices, wordToComplete);
-    }
+        CommandAst commandAst, IDictionary fakeBoundParameters) =>
+        CompletionSources.Complete(() => [.. Gpus.Value, "cpu", "disk"], wordToComplete);
+
+    // Probing CUDA may load libtorch, which takes seconds: once per session is enough, a machine's GPUs do not change.
+    // CudaMemory never throws: without a usable CUDA it returns no devices, leaving cpu and disk.
+    private static readonly Lazy<IReadOnlyList<string>> Gpus =
+        new(() => Memory.CudaMemory.Devices(null).Select(d => Device.Gpu(d.Index).ToString()).ToList());
 }
 
 /// <summary>Completes the model families BigModel knows.</summary>
@@ -33,7 +32,7 @@ public sealed class ArchitectureCompleter : IArgumentCompleter
 {
     public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
         CommandAst commandAst, IDictionary fakeBoundParameters) =>
-        CompletionSources.Complete(ArchitectureCatalog.All.Select(a => a.Family), wordToComplete);
+        CompletionSources.Complete(() => ArchitectureCatalog.All.Select(a => a.Family), wordToComplete);
 }
 
 /// <summary>Completes device-map strategies (files complete as paths anyway).</summary>
@@ -41,5 +40,5 @@ public sealed class StrategyCompleter : IArgumentCompleter
 {
     public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
         CommandAst commandAst, IDictionary fakeBoundParameters) =>
-        CompletionSources.Complete(BigModel.Inference.InferencePlacement.StrategyNames, wordToComplete);
+        CompletionSources.Complete(() => BigModel.Inference.InferencePlacement.StrategyNames, wordToComplete);
 }

@@ -94,6 +94,33 @@ public sealed class ArchitectureSpec
     internal bool Recognises(IReadOnlyCollection<string> tensorNames) => _recognises(tensorNames);
 
     /// <summary>
+    /// <see cref="TensorsFromConfig"/> with dtypes and sizes, for sizing or planning a model before it is downloaded:
+    /// every tensor in the config's torch_dtype when that is a floating-point type, float32 otherwise (what
+    /// from_pretrained loads without a torch_dtype), in this family's forward order. The tensors have no file.
+    /// </summary>
+    public IReadOnlyList<TensorInfo> SizedTensorsFromConfig(ModelConfig config)
+    {
+        var dtype = config.TorchDType is DType d && d.IsFloatingPoint() ? d : DType.F32;
+        var tensors = new List<TensorInfo>();
+        foreach (var t in TensorsFromConfig(config))
+        {
+            long elements = 1;
+            foreach (var dim in t.Shape)
+            {
+                if (dim != 0 && elements > long.MaxValue / dim)
+                    throw new BigModelException(BigModelErrorCode.ConfigInvalidValue,
+                        $"tensor '{t.Name}' of shape {Checkpoints.Shapes.Format(t.Shape)} has more elements than 64 bits count.", config.Path);
+                elements *= dim;
+            }
+            long bytes = dtype.ByteCount(elements)
+                ?? throw new BigModelException(BigModelErrorCode.ConfigInvalidValue,
+                    $"tensor '{t.Name}' of shape {Checkpoints.Shapes.Format(t.Shape)} has more bytes than 64 bits count.", config.Path);
+            tensors.Add(new TensorInfo(t.Name, dtype, t.Shape, bytes, "", 0));
+        }
+        return TensorOrder.Sort(tensors, this);
+    }
+
+    /// <summary>
     /// The tensors a checkpoint of <paramref name="config"/> holds, as transformers' save_pretrained writes them
     /// (tied weights stored once, non-persistent buffers absent). The architecture in config.json decides whether a
     /// head and the base prefix are present; a bare base model is assumed when it names none.

@@ -62,9 +62,18 @@ public sealed class ModelConfig
     /// <summary>KV heads: explicit num_key_value_heads, else the attention head count (multi-head attention).</summary>
     public int? EffectiveKeyValueHeads => NumKeyValueHeads ?? NumAttentionHeads;
 
+    /// <summary>
+    /// True when <paramref name="path"/> is a model config rather than a checkpoint: an existing *.json file that is not
+    /// a shard index (*.index.json). Sizing and planning take either, and decide with this one rule.
+    /// </summary>
+    public static bool IsConfigFile(string path) =>
+        System.IO.Path.GetExtension(path).Equals(".json", StringComparison.OrdinalIgnoreCase)
+        && !path.EndsWith(".index.json", StringComparison.OrdinalIgnoreCase)
+        && File.Exists(path);
+
     /// <summary>Loads and validates <paramref name="path"/>.</summary>
     public static ModelConfig Load(string path) =>
-        Parse(SmallFile.ReadAllBytes(path, MaxConfigBytes, BigModelErrorCode.ConfigInvalidValue, "config.json"), path);
+        Parse(SmallFile.ReadAllBytes(path, MaxConfigBytes, BigModelErrorCode.ConfigInvalidValue, BigModelErrorCode.ConfigNotJson, "config.json"), path);
 
     /// <summary>Parses config.json text. <paramref name="path"/> only names the source in errors.</summary>
     public static ModelConfig Parse(ReadOnlySpan<byte> json, string? path = null)
@@ -86,8 +95,18 @@ public sealed class ModelConfig
         {
             throw new BigModelException(BigModelErrorCode.ConfigNotJson, $"not valid UTF-8 JSON: {e.Message}", path, inner: e);
         }
+        catch (InvalidOperationException e)
+        {
+            throw new BigModelException(BigModelErrorCode.ConfigNotJson, JsonStrings.InvalidText + ".", path, inner: e);
+        }
         if (node is not JsonObject obj)
             throw new BigModelException(BigModelErrorCode.ConfigNotJson, "the top level must be a JSON object.", path);
+        // Values and nested names are decoded as they are read below.
+        return JsonStrings.Guard(BigModelErrorCode.ConfigNotJson, path, () => FromObject(obj, path));
+    }
+
+    private static ModelConfig FromObject(JsonObject obj, string? path)
+    {
 
         var reader = new Reader(obj, path);
         var modelType = reader.String("model_type");
@@ -122,7 +141,8 @@ public sealed class ModelConfig
     private readonly struct Reader(JsonObject obj, string? path)
     {
         // Dimensions above this are not real models; refusing them keeps later size arithmetic far from overflow.
-        private const long MaxDimension = 1L << 31;
+        // Values are kept as int, so the bound is int's largest.
+        private const long MaxDimension = int.MaxValue;
 
         private JsonNode? Get(string key) => obj.TryGetPropertyValue(key, out var v) ? v : null;
 

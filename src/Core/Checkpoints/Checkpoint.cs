@@ -35,8 +35,8 @@ public sealed class Checkpoint
         Architecture = ArchitectureCatalog.Detect(config, tensors.Select(t => t.Name).ToList());
         Tensors = TensorOrder.Sort(tensors, Architecture);
         _byName = tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
-        ParameterCount = tensors.Sum(t => t.ElementCount);
-        ByteLength = tensors.Sum(t => t.ByteLength);
+        ParameterCount = Total(tensors, t => t.ElementCount, "elements", path);
+        ByteLength = Total(tensors, t => t.ByteLength, "bytes", path);
         DTypes = tensors.Select(t => t.DType).Distinct().Order().ToList();
     }
 
@@ -80,8 +80,33 @@ public sealed class Checkpoint
 
     public IReadOnlyList<DType> DTypes { get; }
 
-    /// <summary>Total size of the weight files on disk (headers included).</summary>
-    public long FileBytes => Files.Sum(f => new FileInfo(f).Length);
+    /// <summary>Total size of the weight files on disk (headers included), measured now.</summary>
+    public long FileBytes
+    {
+        get
+        {
+            long total = 0;
+            foreach (var file in Files)
+            {
+                long length = FileErrors.Guard(file, () => new FileInfo(file).Length, "the weight file disappeared.");
+                total = Add(total, length, "the weight files' sizes", Path);
+            }
+            return total;
+        }
+    }
+
+    private static long Total(IReadOnlyList<TensorInfo> tensors, Func<TensorInfo, long> size, string what, string path)
+    {
+        long total = 0;
+        foreach (var t in tensors) total = Add(total, size(t), $"the tensors' {what}", path);
+        return total;
+    }
+
+    // Views in PyTorch archives may claim far more elements than their storage holds, so totals are checked.
+    private static long Add(long total, long value, string what, string path) =>
+        value > long.MaxValue - total
+            ? throw new BigModelException(BigModelErrorCode.CheckpointTooLarge, $"{what} add up to more than {long.MaxValue}; no real checkpoint is that large.", path)
+            : total + value;
 
     public TensorInfo? Find(string name) => _byName.GetValueOrDefault(name);
 
@@ -152,7 +177,7 @@ public sealed class Checkpoint
                 foreach (var (shard, rest) in tensorsByShard)
                     foreach (var name in rest.Keys.Order(NaturalOrder.Instance))
                         warnings.Add(new(BigModelErrorCode.IndexTensorNotListed, $"stored in '{shard}' but the weight_map does not list it; it is ignored.", name));
-                long sum = tensors.Sum(t => t.ByteLength);
+                long sum = Total(tensors, t => t.ByteLength, "bytes", file);
                 if (index.TotalSize is long declared && declared != sum)
                     warnings.Add(new(BigModelErrorCode.IndexTotalSizeMismatch, $"metadata.total_size is {declared} but the listed tensors hold {sum} bytes.", null));
                 return new Checkpoint(full, directory, format, file, files, tensors, config,
@@ -178,9 +203,9 @@ public sealed class Checkpoint
                 if (File.Exists(candidate)) return Locate(candidate);
             }
             // Non-standard names (diffusion_pytorch_model.safetensors, adapter files...): accept a single unambiguous one.
-            var indexes = System.IO.Directory.GetFiles(full, "*.safetensors.index.json");
+            var indexes = FileErrors.Guard(full, () => System.IO.Directory.GetFiles(full, "*.safetensors.index.json"));
             if (indexes.Length == 1) return Locate(indexes[0]);
-            var singles = System.IO.Directory.GetFiles(full, "*.safetensors");
+            var singles = FileErrors.Guard(full, () => System.IO.Directory.GetFiles(full, "*.safetensors"));
             if (indexes.Length == 0 && singles.Length == 1) return Locate(singles[0]);
             if (indexes.Length + singles.Length > 1)
                 throw new BigModelException(BigModelErrorCode.AmbiguousCheckpoint,

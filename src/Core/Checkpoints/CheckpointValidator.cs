@@ -2,6 +2,8 @@ using System.Buffers.Binary;
 using System.Security.Cryptography;
 using BigModel.Architectures;
 using BigModel.Errors;
+using BigModel.IO;
+using Microsoft.Win32.SafeHandles;
 
 namespace BigModel.Checkpoints;
 
@@ -42,58 +44,18 @@ public static class CheckpointValidator
 
         var nonFinite = new List<TensorValueCheck>();
         var hashes = new List<FileHash>();
-        long total = (options.Deep ? checkpoint.ByteLength : 0) + (options.Hash ? checkpoint.FileBytes : 0);
-        long done = 0;
-        if (options.Deep)
-        {
-            var buffer = new byte[TensorData.DefaultChunkBytes];
-            foreach (var tensor in checkpoint.Tensors)
-            {
-                cancellation.ThrowIfCancellationRequested();
-                progress?.Report(new ValidationProgress(done, total, tensor.Name));
-                long nan = 0, inf = 0;
-                var counter = FiniteCounter.For(tensor.DType);
-                try
-                {
-                    TensorData.Read(tensor, chunk =>
-                    {
-                        cancellation.ThrowIfCancellationRequested();
-                        counter?.Invoke(chunk, ref nan, ref inf);
-                        done += chunk.Length;
-                    }, buffer);
-                }
-                catch (BigModelException e)
-                {
-                    problems.Add(new ValidationProblem(e.Code, e.Detail, e.File, tensor.Name, IsError: true));
-                    continue;
-                }
-                if (nan + inf > 0)
-                {
-                    nonFinite.Add(new TensorValueCheck(tensor.Name, tensor.DType, tensor.ElementCount, nan, inf));
-                    problems.Add(new ValidationProblem(BigModelErrorCode.NonFiniteValues,
-                        $"{nan} NaN and {inf} infinite values among {tensor.ElementCount} elements.", tensor.File, tensor.Name, options.FailOnNonFinite));
-                }
-            }
-        }
+        long fileBytes = 0;
         if (options.Hash)
         {
-            foreach (var file in checkpoint.Files)
-            {
-                cancellation.ThrowIfCancellationRequested();
-                progress?.Report(new ValidationProgress(done, total, System.IO.Path.GetFileName(file)));
-                try
-                {
-                    using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, FileOptions.SequentialScan);
-                    var hash = SHA256.HashData(stream);
-                    hashes.Add(new FileHash(file, stream.Length, Convert.ToHexStringLower(hash)));
-                    done += stream.Length;
-                }
-                catch (IOException e)
-                {
-                    problems.Add(new ValidationProblem(BigModelErrorCode.IoFailure, e.Message, file, null, IsError: true));
-                }
-            }
+            // A file that vanished is reported when its turn comes; the total only drives progress.
+            try { fileBytes = checkpoint.FileBytes; }
+            catch (BigModelException) { fileBytes = 0; }
         }
+        long total = options.Deep ? checkpoint.ByteLength : 0;
+        total = fileBytes > long.MaxValue - total ? long.MaxValue : total + fileBytes;
+        long done = 0;
+        if (options.Deep) ReadValues(checkpoint, options, progress, cancellation, problems, nonFinite, ref done, total);
+        if (options.Hash) HashFiles(checkpoint, progress, cancellation, problems, hashes, ref done, total);
         progress?.Report(new ValidationProgress(total, total, null));
         return new CheckpointValidationResult
         {
@@ -109,6 +71,89 @@ public static class CheckpointValidator
             Hashes = hashes,
         };
     }
+
+    /// <summary>Counts NaN and infinity in every floating-point tensor, one handle per weight file, progress per chunk.</summary>
+    private static void ReadValues(Checkpoint checkpoint, ValidationOptions options, IProgress<ValidationProgress>? progress, CancellationToken cancellation,
+        List<ValidationProblem> problems, List<TensorValueCheck> nonFinite, ref long done, long total)
+    {
+        var buffer = new byte[TensorData.DefaultChunkBytes];
+        var handles = new Dictionary<string, SafeFileHandle>(StringComparer.Ordinal);
+        long read = done;
+        try
+        {
+            foreach (var tensor in checkpoint.Tensors)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                progress?.Report(new ValidationProgress(read, total, tensor.Name));
+                long nan = 0, inf = 0;
+                var counter = FiniteCounter.For(tensor.DType);
+                try
+                {
+                    if (!handles.TryGetValue(tensor.File, out var handle))
+                        handles[tensor.File] = handle = TensorData.Open(tensor.File);
+                    TensorData.Read(handle, tensor, chunk =>
+                    {
+                        cancellation.ThrowIfCancellationRequested();
+                        counter?.Invoke(chunk, ref nan, ref inf);
+                        read += chunk.Length;
+                        progress?.Report(new ValidationProgress(read, total, tensor.Name));
+                    }, buffer);
+                }
+                catch (BigModelException e)
+                {
+                    problems.Add(new ValidationProblem(e.Code, e.Detail, e.File, tensor.Name, IsError: true));
+                    continue;
+                }
+                if (nan + inf > 0)
+                {
+                    nonFinite.Add(new TensorValueCheck(tensor.Name, tensor.DType, tensor.ElementCount, nan, inf));
+                    problems.Add(new ValidationProblem(BigModelErrorCode.NonFiniteValues,
+                        $"{nan} NaN and {inf} infinite values among {tensor.ElementCount} elements.", tensor.File, tensor.Name, options.FailOnNonFinite));
+                }
+            }
+        }
+        finally
+        {
+            foreach (var handle in handles.Values) handle.Dispose();
+            done = read;
+        }
+    }
+
+    /// <summary>SHA-256 of every weight file, read in 1 MiB chunks so that progress and cancellation are prompt.</summary>
+    private static void HashFiles(Checkpoint checkpoint, IProgress<ValidationProgress>? progress, CancellationToken cancellation,
+        List<ValidationProblem> problems, List<FileHash> hashes, ref long done, long total)
+    {
+        var buffer = new byte[HashChunkBytes];
+        foreach (var file in checkpoint.Files)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            var name = System.IO.Path.GetFileName(file);
+            progress?.Report(new ValidationProgress(done, total, name));
+            try
+            {
+                using var stream = ReadableFile.OpenStream(file, "the weight file", bufferSize: 1, FileOptions.SequentialScan);
+                using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+                long length = 0;
+                while (true)
+                {
+                    cancellation.ThrowIfCancellationRequested();
+                    int n = FileErrors.Guard(file, () => stream.Read(buffer, 0, buffer.Length));
+                    if (n == 0) break;
+                    hash.AppendData(buffer, 0, n);
+                    length += n;
+                    done += n;
+                    progress?.Report(new ValidationProgress(done, total, name));
+                }
+                hashes.Add(new FileHash(file, length, Convert.ToHexStringLower(hash.GetHashAndReset())));
+            }
+            catch (BigModelException e)
+            {
+                problems.Add(new ValidationProblem(e.Code, e.Detail, e.File ?? file, null, IsError: true));
+            }
+        }
+    }
+
+    private const int HashChunkBytes = 1 << 20;
 
     /// <summary>
     /// Compares the tensors with those config.json implies (names and shapes). Checkpoints saved from a model with
@@ -142,12 +187,12 @@ public static class CheckpointValidator
             if (!actual.TryGetValue(t.Name, out var found))
             {
                 problems.Add(new ValidationProblem(BigModelErrorCode.CheckpointDoesNotMatchArchitecture,
-                    $"config.json implies tensor '{t.Name}' {SafetensorsHeader.FormatShape(t.Shape)}, which the checkpoint lacks.", config.Path, t.Name, IsError: false));
+                    $"config.json implies tensor '{t.Name}' {Shapes.Format(t.Shape)}, which the checkpoint lacks.", config.Path, t.Name, IsError: false));
             }
             else if (!found.Shape.SequenceEqual(t.Shape))
             {
                 problems.Add(new ValidationProblem(BigModelErrorCode.CheckpointDoesNotMatchArchitecture,
-                    $"shape {found.ShapeText} differs from {SafetensorsHeader.FormatShape(t.Shape)} implied by config.json.", found.File, t.Name, IsError: true));
+                    $"shape {found.ShapeText} differs from {Shapes.Format(t.Shape)} implied by config.json.", found.File, t.Name, IsError: true));
             }
         }
     }

@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using BigModel.Errors;
+using BigModel.IO;
 
 namespace BigModel.Checkpoints;
 
@@ -41,9 +42,9 @@ public sealed class SafetensorsHeader
     public static SafetensorsHeader Read(string path, SafetensorsLimits? limits = null)
     {
         limits ??= SafetensorsLimits.Default;
+        using var stream = ReadableFile.OpenStream(path, "the safetensors file", bufferSize: 1);
         try
         {
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.None);
             long fileLength = stream.Length;
             if (fileLength < 8)
                 throw new BigModelException(BigModelErrorCode.SafetensorsFileTooSmall, $"the file is {fileLength} bytes; a safetensors file has at least an 8-byte header length.", path);
@@ -58,25 +59,13 @@ public sealed class SafetensorsHeader
             stream.ReadExactly(header);
             return Parse(header, fileLength, path, limits);
         }
-        catch (FileNotFoundException e)
-        {
-            throw new BigModelException(BigModelErrorCode.PathNotFound, "the file does not exist.", path, inner: e);
-        }
-        catch (DirectoryNotFoundException e)
-        {
-            throw new BigModelException(BigModelErrorCode.PathNotFound, "the file does not exist.", path, inner: e);
-        }
         catch (EndOfStreamException e)
         {
             throw new BigModelException(BigModelErrorCode.SafetensorsHeaderTruncated, "the file ended inside the header.", path, inner: e);
         }
-        catch (IOException e)
+        catch (Exception e) when (FileErrors.IsFileSystemError(e))
         {
-            throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, inner: e);
-        }
-        catch (UnauthorizedAccessException e)
-        {
-            throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, inner: e);
+            throw FileErrors.Map(e, path, "the file does not exist.");
         }
     }
 
@@ -101,7 +90,7 @@ public sealed class SafetensorsHeader
                 Next(ref reader, path);
                 if (reader.TokenType == JsonTokenType.EndObject) break;
                 long at = 8 + reader.TokenStartIndex;
-                var name = reader.GetString()!;
+                var name = JsonStrings.Read(ref reader, BigModelErrorCode.SafetensorsHeaderNotJson, path, 8);
                 if (!names.Add(name))
                     throw new BigModelException(BigModelErrorCode.SafetensorsDuplicateTensor, "the name appears twice in the header.", path, at, name);
                 if (name == "__metadata__")
@@ -137,7 +126,7 @@ public sealed class SafetensorsHeader
             long length = e.End - e.Begin;
             if (length != e.Bytes)
                 throw new BigModelException(BigModelErrorCode.SafetensorsTensorSizeMismatch,
-                    $"data_offsets span {length} bytes but {e.DType} {FormatShape(e.Shape)} needs {e.Bytes}.", path, e.HeaderOffset, e.Name);
+                    $"data_offsets span {length} bytes but {e.DType} {Shapes.Format(e.Shape)} needs {e.Bytes}.", path, e.HeaderOffset, e.Name);
             expected = e.End;
             tensors[i] = new TensorInfo(e.Name, e.DType, e.Shape, length, path, dataStart + e.Begin);
         }
@@ -162,15 +151,15 @@ public sealed class SafetensorsHeader
         {
             Next(ref reader, path);
             if (reader.TokenType == JsonTokenType.EndObject) break;
-            var key = reader.GetString();
+            var key = JsonStrings.Read(ref reader, BigModelErrorCode.SafetensorsHeaderNotJson, path, 8);
             Next(ref reader, path);
             switch (key)
             {
                 case "dtype":
                     if (reader.TokenType != JsonTokenType.String) throw Invalid("dtype must be a string.", path, at, name);
-                    var text = reader.GetString()!;
+                    var text = JsonStrings.Read(ref reader, BigModelErrorCode.SafetensorsHeaderNotJson, path, 8);
                     if (!DTypes.TryParseSafetensors(text, out var d))
-                        throw new BigModelException(BigModelErrorCode.SafetensorsUnknownDType, $"unknown dtype '{Truncate(text)}'.", path, at, name);
+                        throw new BigModelException(BigModelErrorCode.SafetensorsUnknownDType, $"unknown dtype '{Excerpt.Of(text)}'.", path, at, name);
                     dtype = d;
                     break;
                 case "shape":
@@ -193,12 +182,12 @@ public sealed class SafetensorsHeader
         foreach (var dim in shape)
         {
             if (!TryMultiply(elements, dim, out elements))
-                throw new BigModelException(BigModelErrorCode.SafetensorsInvalidShape, $"shape {FormatShape(shape)} overflows the element count.", path, at, name);
+                throw new BigModelException(BigModelErrorCode.SafetensorsInvalidShape, $"shape {Shapes.Format(shape)} overflows the element count.", path, at, name);
         }
         if (!TryMultiply(elements, dtype.Value.Bits(), out long bits))
-            throw new BigModelException(BigModelErrorCode.SafetensorsInvalidShape, $"shape {FormatShape(shape)} overflows the byte count.", path, at, name);
+            throw new BigModelException(BigModelErrorCode.SafetensorsInvalidShape, $"shape {Shapes.Format(shape)} overflows the byte count.", path, at, name);
         if (bits % 8 != 0)
-            throw new BigModelException(BigModelErrorCode.SafetensorsPartialByte, $"{dtype} {FormatShape(shape)} does not fill a whole number of bytes.", path, at, name);
+            throw new BigModelException(BigModelErrorCode.SafetensorsPartialByte, $"{dtype} {Shapes.Format(shape)} does not fill a whole number of bytes.", path, at, name);
         long bytes = bits / 8;
         return new Entry(name, dtype.Value, shape, bytes, offsets[0], offsets[1], at);
     }
@@ -239,14 +228,14 @@ public sealed class SafetensorsHeader
         {
             Next(ref reader, path);
             if (reader.TokenType == JsonTokenType.EndObject) return map;
-            var key = reader.GetString()!;
+            var key = JsonStrings.Read(ref reader, BigModelErrorCode.SafetensorsHeaderNotJson, path, 8);
             Next(ref reader, path);
             if (reader.TokenType != JsonTokenType.String)
-                throw new BigModelException(BigModelErrorCode.SafetensorsInvalidMetadata, $"__metadata__ value of '{Truncate(key)}' must be a string.", path, 8 + reader.TokenStartIndex);
+                throw new BigModelException(BigModelErrorCode.SafetensorsInvalidMetadata, $"__metadata__ value of '{Excerpt.Of(key)}' must be a string.", path, 8 + reader.TokenStartIndex);
             if (map.Count >= limits.MaxMetadataEntries)
                 throw new BigModelException(BigModelErrorCode.SafetensorsInvalidMetadata, $"__metadata__ has more than {limits.MaxMetadataEntries} entries.", path, at);
-            if (!map.TryAdd(key, reader.GetString()!))
-                throw new BigModelException(BigModelErrorCode.SafetensorsInvalidMetadata, $"__metadata__ key '{Truncate(key)}' appears twice.", path, at);
+            if (!map.TryAdd(key, JsonStrings.Read(ref reader, BigModelErrorCode.SafetensorsHeaderNotJson, path, 8)))
+                throw new BigModelException(BigModelErrorCode.SafetensorsInvalidMetadata, $"__metadata__ key '{Excerpt.Of(key)}' appears twice.", path, at);
         }
     }
 
@@ -266,7 +255,4 @@ public sealed class SafetensorsHeader
     private static BigModelException Invalid(string message, string path, long at, string name) =>
         new(BigModelErrorCode.SafetensorsInvalidTensorEntry, message, path, at, name);
 
-    internal static string FormatShape(IReadOnlyList<long> shape) => "[" + string.Join(", ", shape) + "]";
-
-    private static string Truncate(string s) => s.Length <= 80 ? s : s[..80] + "…";
 }

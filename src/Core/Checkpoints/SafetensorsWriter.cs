@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
 using BigModel.Errors;
+using BigModel.IO;
 using Microsoft.Win32.SafeHandles;
 
 namespace BigModel.Checkpoints;
@@ -12,7 +13,7 @@ public sealed record TensorSpec(string Name, DType DType, long[] Shape)
     public long ElementCount => Shape.Aggregate(1L, (a, d) => checked(a * d));
 
     public long ByteLength => DType.ByteCount(ElementCount)
-        ?? throw new BigModelException(BigModelErrorCode.SafetensorsPartialByte, $"{DType} [{string.Join(", ", Shape)}] is not a whole number of bytes.", tensor: Name);
+        ?? throw new BigModelException(BigModelErrorCode.SafetensorsPartialByte, $"{DType} {Shapes.Format(Shape)} is not a whole number of bytes (or more than 64 bits count).", tensor: Name);
 }
 
 /// <summary>
@@ -122,6 +123,7 @@ public sealed class SafetensorsWriter : IDisposable
     private readonly SafetensorsLayout _layout;
     private long _written;
     private bool _completed;
+    private bool _abandoned;
     private bool _kernelCopyUnavailable;
 
     public SafetensorsWriter(string path, SafetensorsLayout layout, int bufferBytes = 1 << 20)
@@ -131,6 +133,13 @@ public sealed class SafetensorsWriter : IDisposable
         try
         {
             _stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferBytes, FileOptions.SequentialScan);
+        }
+        catch (Exception e) when (FileErrors.IsFileSystemError(e))
+        {
+            throw IoError(path, e);
+        }
+        try
+        {
             // Reserving the full length up front turns a full disk into an immediate, clear failure.
             _stream.SetLength(layout.FileLength);
             Span<byte> prefix = stackalloc byte[8];
@@ -138,10 +147,17 @@ public sealed class SafetensorsWriter : IDisposable
             _stream.Write(prefix);
             _stream.Write(layout.Header);
         }
-        catch (IOException e)
+        catch (Exception e) when (FileErrors.IsFileSystemError(e))
         {
-            _stream?.Dispose();
+            // The file was created here: leave nothing behind, least of all a full-length file with a valid header.
+            Abandon();
             throw IoError(path, e);
+        }
+        catch (ArgumentOutOfRangeException e)
+        {
+            // .NET's report of EFBIG: the file system's largest file is smaller than the layout.
+            Abandon();
+            throw new BigModelException(BigModelErrorCode.IoFailure, $"the file system cannot hold a file of {layout.FileLength} bytes.", path, inner: e);
         }
     }
 
@@ -159,7 +175,7 @@ public sealed class SafetensorsWriter : IDisposable
         {
             _stream.Write(data);
         }
-        catch (IOException e)
+        catch (Exception e) when (FileErrors.IsFileSystemError(e))
         {
             throw IoError(Path, e);
         }
@@ -186,7 +202,7 @@ public sealed class SafetensorsWriter : IDisposable
                 long target = _stream.Position;
                 while (length > 0)
                 {
-                    long copied = IO.FileSystemNative.CopyRange(source, ref offset, _stream.SafeFileHandle, ref target, length);
+                    long copied = FileSystemNative.CopyRange(source, ref offset, _stream.SafeFileHandle, ref target, length);
                     if (copied < 0)
                     {
                         _kernelCopyUnavailable = true;
@@ -210,7 +226,7 @@ public sealed class SafetensorsWriter : IDisposable
                 length -= read;
             }
         }
-        catch (IOException e)
+        catch (Exception e) when (FileErrors.IsFileSystemError(e))
         {
             throw IoError(Path, e);
         }
@@ -232,14 +248,12 @@ public sealed class SafetensorsWriter : IDisposable
         {
             _stream.Flush(flushToDisk);
         }
-        catch (IOException e)
+        catch (Exception e) when (FileErrors.IsFileSystemError(e))
         {
             throw IoError(Path, e);
         }
         _completed = true;
     }
-
-    public bool IsComplete => _completed;
 
     /// <summary>Whether <see cref="CopyFrom"/> still tries the kernel copy (tests turn it off to cover the portable path).</summary>
     internal bool KernelCopy
@@ -248,14 +262,36 @@ public sealed class SafetensorsWriter : IDisposable
         set => _kernelCopyUnavailable = !value;
     }
 
-    public void Dispose() => _stream.Dispose();
-
-    internal static BigModelException IoError(string path, IOException e)
+    /// <summary>
+    /// Closes the file. A file that was not completed is deleted: its header is valid and its length right, so left
+    /// behind it would pass for a checkpoint whose tensors hold zeros.
+    /// </summary>
+    public void Dispose()
     {
-        // ENOSPC (28) and EDQUOT (122) on Unix; ERROR_DISK_FULL (112) / ERROR_HANDLE_DISK_FULL (39) on Windows.
-        int code = e.HResult & 0xFFFF;
-        bool full = code is 28 or 122 or 112 or 39;
-        return new BigModelException(full ? BigModelErrorCode.DiskFull : BigModelErrorCode.IoFailure,
-            full ? $"the disk is full: {e.Message}" : e.Message, path, inner: e);
+        if (_completed) _stream.Dispose();
+        else if (!_abandoned) Abandon();
     }
+
+    private void Abandon()
+    {
+        _abandoned = true;
+        try
+        {
+            _stream.Dispose();
+        }
+        catch (Exception e) when (FileErrors.IsFileSystemError(e))
+        {
+            // Buffered bytes that cannot be written do not matter: the file is deleted next.
+        }
+        try
+        {
+            File.Delete(Path);
+        }
+        catch (Exception e) when (FileErrors.IsFileSystemError(e))
+        {
+            // Nothing more can be done; the caller already has (or is about to get) the error that stopped the write.
+        }
+    }
+
+    internal static BigModelException IoError(string path, Exception e) => FileErrors.Map(e, path);
 }

@@ -37,7 +37,7 @@ public sealed class ShardIndex
         WeightMap.Select(p => p.Value).Distinct(StringComparer.Ordinal).Order(Architectures.NaturalOrder.Instance).ToList();
 
     public static ShardIndex Read(string path) =>
-        Parse(SmallFile.ReadAllBytes(path, MaxIndexBytes, BigModelErrorCode.IndexNotJson, "the index"), path);
+        Parse(SmallFile.ReadAllBytes(path, MaxIndexBytes, BigModelErrorCode.IndexNotJson, BigModelErrorCode.IndexNotJson, "the index"), path);
 
     public static ShardIndex Parse(ReadOnlySpan<byte> json, string path)
     {
@@ -55,7 +55,7 @@ public sealed class ShardIndex
             var seenTop = new HashSet<string>(StringComparer.Ordinal);
             while (Read(ref reader, path) != JsonTokenType.EndObject)
             {
-                var key = reader.GetString()!;
+                var key = JsonStrings.Read(ref reader, BigModelErrorCode.IndexNotJson, path);
                 if (!seenTop.Add(key))
                     throw new BigModelException(BigModelErrorCode.IndexInvalidEntry, $"'{key}' appears twice at the top level.", path, reader.TokenStartIndex);
                 Read(ref reader, path);
@@ -65,17 +65,9 @@ public sealed class ShardIndex
                 }
                 else if (key == "metadata" && reader.TokenType == JsonTokenType.StartObject)
                 {
+                    long at = reader.TokenStartIndex;
                     using var doc = JsonDocument.ParseValue(ref reader);
-                    foreach (var property in doc.RootElement.EnumerateObject())
-                    {
-                        metadata[property.Name] = property.Value.Clone();
-                        if (property.Name == "total_size")
-                        {
-                            if (property.Value.ValueKind == JsonValueKind.Number && property.Value.TryGetInt64(out var t) && t >= 0) totalSize = t;
-                            else if (property.Value.ValueKind == JsonValueKind.Number && property.Value.TryGetDouble(out var dt) && dt >= 0 && dt < 9e18 && Math.Floor(dt) == dt) totalSize = (long)dt;
-                            else throw new BigModelException(BigModelErrorCode.IndexInvalidEntry, "metadata.total_size must be a non-negative whole number.", path);
-                        }
-                    }
+                    totalSize = JsonStrings.Guard(BigModelErrorCode.IndexNotJson, path, () => ReadMetadata(doc.RootElement, metadata, path), at);
                 }
                 else
                 {
@@ -92,6 +84,21 @@ public sealed class ShardIndex
         return new ShardIndex(path, totalSize, weightMap, metadata);
     }
 
+    /// <summary>Copies "metadata" and returns its total_size.</summary>
+    private static long? ReadMetadata(JsonElement element, Dictionary<string, JsonElement> metadata, string path)
+    {
+        long? totalSize = null;
+        foreach (var property in element.EnumerateObject())
+        {
+            metadata[property.Name] = property.Value.Clone();
+            if (property.Name != "total_size") continue;
+            if (property.Value.ValueKind == JsonValueKind.Number && property.Value.TryGetInt64(out var t) && t >= 0) totalSize = t;
+            else if (property.Value.ValueKind == JsonValueKind.Number && property.Value.TryGetDouble(out var dt) && dt >= 0 && dt < 9e18 && Math.Floor(dt) == dt) totalSize = (long)dt;
+            else throw new BigModelException(BigModelErrorCode.IndexInvalidEntry, "metadata.total_size must be a non-negative whole number.", path);
+        }
+        return totalSize;
+    }
+
     private static List<KeyValuePair<string, string>> ReadWeightMap(ref Utf8JsonReader reader, string path)
     {
         if (reader.TokenType != JsonTokenType.StartObject)
@@ -101,10 +108,10 @@ public sealed class ShardIndex
         while (Read(ref reader, path) != JsonTokenType.EndObject)
         {
             long at = reader.TokenStartIndex;
-            var tensor = reader.GetString()!;
+            var tensor = JsonStrings.Read(ref reader, BigModelErrorCode.IndexNotJson, path);
             if (Read(ref reader, path) != JsonTokenType.String)
                 throw new BigModelException(BigModelErrorCode.IndexInvalidEntry, "the shard of each tensor must be a file name string.", path, at, tensor);
-            var file = reader.GetString()!;
+            var file = JsonStrings.Read(ref reader, BigModelErrorCode.IndexNotJson, path);
             if (!names.Add(tensor))
                 throw new BigModelException(BigModelErrorCode.DuplicateTensorAcrossShards, "the tensor is listed twice in weight_map.", path, at, tensor);
             map.Add(new(tensor, file));

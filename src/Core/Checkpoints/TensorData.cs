@@ -1,4 +1,5 @@
 using BigModel.Errors;
+using BigModel.IO;
 using Microsoft.Win32.SafeHandles;
 
 namespace BigModel.Checkpoints;
@@ -9,7 +10,8 @@ public delegate void TensorChunkHandler(ReadOnlySpan<byte> chunk);
 /// <summary>
 /// Reads a tensor's bytes from its file in bounded chunks, whatever the checkpoint format: one sequential run for
 /// dense tensors, a gather along the strides for the strided views PyTorch archives may hold. Chunks always end on
-/// element boundaries, so converters can work chunk by chunk.
+/// element boundaries (for 4- and 6-bit dtypes, on the byte boundaries whole elements share: every byte, every third
+/// byte), so converters can work chunk by chunk.
 /// </summary>
 public static class TensorData
 {
@@ -26,9 +28,9 @@ public static class TensorData
     public static void Read(SafeFileHandle handle, TensorInfo tensor, TensorChunkHandler handler, byte[]? buffer = null)
     {
         buffer ??= new byte[DefaultChunkBytes];
+        if (buffer.Length < 8) throw new ArgumentException("the buffer must hold at least 8 bytes.", nameof(buffer));
         int elementBytes = Math.Max(1, tensor.DType.Bits() / 8);
-        int usable = buffer.Length / 8 * 8;
-        if (usable < 8) throw new ArgumentException("the buffer must hold at least 8 bytes.", nameof(buffer));
+        int usable = buffer.Length / GranuleBytes(tensor.DType) * GranuleBytes(tensor.DType);
         if (tensor.IsContiguous)
         {
             long remaining = tensor.ByteLength;
@@ -46,6 +48,18 @@ public static class TensorData
         ReadStrided(handle, tensor, elementBytes, buffer, usable, handler);
     }
 
+    /// <summary>
+    /// The fewest bytes that hold whole elements: the element's size from 8 bits up, 1 byte for 4-bit dtypes (two
+    /// elements), 3 bytes for 6-bit ones (four elements).
+    /// </summary>
+    internal static int GranuleBytes(DType dtype)
+    {
+        int bits = dtype.Bits();
+        int bytes = 1;
+        while (bytes * 8 % bits != 0) bytes++;
+        return bits >= 8 ? bits / 8 : bytes;
+    }
+
     /// <summary>Reads a whole (small) tensor into a new array.</summary>
     public static byte[] ReadAll(TensorInfo tensor)
     {
@@ -57,41 +71,12 @@ public static class TensorData
         return result;
     }
 
-    public static SafeFileHandle Open(string path)
-    {
-        try
-        {
-            return File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
-        }
-        catch (FileNotFoundException e)
-        {
-            throw new BigModelException(BigModelErrorCode.PathNotFound, "the weight file disappeared.", path, inner: e);
-        }
-        catch (IOException e)
-        {
-            throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, inner: e);
-        }
-    }
+    /// <summary>Opens a weight file for <see cref="Read(SafeFileHandle, TensorInfo, TensorChunkHandler, byte[])"/>.</summary>
+    public static SafeFileHandle Open(string path) => ReadableFile.OpenHandle(path, "the weight file");
 
-    private static void ReadExactly(SafeFileHandle handle, Span<byte> destination, long position, TensorInfo tensor)
-    {
-        while (!destination.IsEmpty)
-        {
-            int n;
-            try
-            {
-                n = RandomAccess.Read(handle, destination, position);
-            }
-            catch (IOException e)
-            {
-                throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, tensor.File, position, tensor.Name, e);
-            }
-            if (n == 0)
-                throw new BigModelException(BigModelErrorCode.IoFailure, "the file ended before the tensor's data (was it truncated after opening?).", tensor.File, position, tensor.Name);
-            destination = destination[n..];
-            position += n;
-        }
-    }
+    private static void ReadExactly(SafeFileHandle handle, Span<byte> destination, long position, TensorInfo tensor) =>
+        ReadableFile.ReadExactly(handle, destination, position, tensor.File, BigModelErrorCode.IoFailure,
+            _ => "the file ended before the tensor's data (was it truncated after opening?).", tensor.Name);
 
     private static void ReadStrided(SafeFileHandle handle, TensorInfo tensor, int elementBytes, byte[] buffer, int usable, TensorChunkHandler handler)
     {
@@ -114,9 +99,21 @@ public static class TensorData
         {
             long rowStart = 0;
             for (int d = 0; d < rank - 1; d++) rowStart += index[d] * strides[d];
+            // A broadcast row (stride 0) repeats one element: read it once, not once per copy.
+            if (innerStride == 0) ReadExactly(handle, scratch, tensor.DataOffset + rowStart * elementBytes, tensor);
             for (long i = 0; i < rowLength;)
             {
-                if (innerStride == 1)
+                if (innerStride == 0)
+                {
+                    long take = Math.Min(rowLength - i, (usable - filled) / elementBytes);
+                    for (long k = 0; k < take; k++)
+                    {
+                        scratch.CopyTo(buffer.AsSpan(filled));
+                        filled += elementBytes;
+                    }
+                    i += take;
+                }
+                else if (innerStride == 1)
                 {
                     // A dense run: copy as much of it as the buffer takes.
                     long take = Math.Min(rowLength - i, (usable - filled) / elementBytes);

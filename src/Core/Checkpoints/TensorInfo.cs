@@ -49,7 +49,7 @@ public sealed class TensorInfo
     public bool IsContiguous => Strides is null;
 
     /// <summary>Shape as Python prints it: <c>[384, 768]</c>.</summary>
-    public string ShapeText => "[" + string.Join(", ", Shape) + "]";
+    public string ShapeText => Shapes.Format(Shape);
 
     /// <summary>Name of the module owning the tensor: everything before the last dot ("" at the root).</summary>
     public string Module => Name.LastIndexOf('.') is var i and >= 0 ? Name[..i] : "";

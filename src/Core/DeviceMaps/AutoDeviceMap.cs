@@ -1,3 +1,4 @@
+using BigModel.Errors;
 using BigModel.IO;
 
 namespace BigModel.DeviceMaps;
@@ -11,7 +12,7 @@ public sealed class AutoDeviceMapResult
     internal AutoDeviceMapResult(IReadOnlyList<ModulePlacement> placements, IReadOnlyDictionary<Device, long> memoryUsed,
         IReadOnlyDictionary<Device, long> reserved, IReadOnlyDictionary<Device, long> bufferBytes,
         IReadOnlyDictionary<Device, long> minimumAssignment, long largestLayerBytes, IReadOnlyList<string> largestLayers,
-        IReadOnlyList<string> warnings)
+        IReadOnlyList<DeviceMapWarning> warnings)
     {
         Placements = placements;
         MemoryUsed = memoryUsed;
@@ -44,7 +45,7 @@ public sealed class AutoDeviceMapResult
     public IReadOnlyList<string> LargestLayers { get; }
 
     /// <summary>Accelerate's warnings (buffers of offloaded modules that fit no GPU, devices left empty), with numbers.</summary>
-    public IReadOnlyList<string> Warnings { get; }
+    public IReadOnlyList<DeviceMapWarning> Warnings { get; }
 }
 
 /// <summary>
@@ -178,17 +179,17 @@ public static class AutoDeviceMap
             treat.PushFront(node);
         }
 
-        var warnings = new List<string>();
+        var warnings = new List<DeviceMapWarning>();
         var usedPositive = used.Where(e => e.Value > 0).ToDictionary(e => e.Key, e => e.Value);
         long offloadedBuffers = Add(bufferBytes.GetValueOrDefault(Device.Cpu), bufferBytes.GetValueOrDefault(Device.Disk));
         if (offloadedBuffers > 0 && !offloadBuffers)
         {
             bool fits = maxMemory.Any(e => !e.Key.IsCpu && !e.Key.IsDisk && e.Value >= Add(offloadedBuffers, usedPositive.GetValueOrDefault(e.Key)));
             if (gpus.Count > 0 && !fits)
-                warnings.Add($"The offloaded modules hold {Size(offloadedBuffers)} of buffers, which stay on the GPU while the model runs, and no GPU has that much left; if the run goes out of memory, offload the buffers too (Accelerate's offload_buffers=True).");
+                warnings.Add(new(BigModelErrorCode.OffloadedBuffersMayNotFit, $"The offloaded modules hold {Size(offloadedBuffers)} of buffers, which stay on the GPU while the model runs, and no GPU has that much left; if the run goes out of memory, offload the buffers too (Accelerate's offload_buffers=True)."));
         }
         foreach (var (device, bytes) in minimum)
-            warnings.Add($"No module could be placed on {device}: the first candidate needed {Size(bytes)} (including room kept for the largest layer) but {device} has {Size(maxMemory[device])}.");
+            warnings.Add(new(BigModelErrorCode.DeviceLeftEmpty, $"No module could be placed on {device}: the first candidate needed {Size(bytes)} (including room kept for the largest layer) but {device} has {Size(maxMemory[device])}."));
 
         return new AutoDeviceMapResult(placements, usedPositive, reservedOnLeave, bufferBytes, minimum, initialLargest, initialLargestNames, warnings);
     }

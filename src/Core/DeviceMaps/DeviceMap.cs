@@ -56,7 +56,7 @@ public sealed class DeviceMap
     public IReadOnlyList<string> Log { get; private init; } = [];
 
     /// <summary>Things a user should know: offloading, buffers that may not fit, tied tensors apart, with numbers.</summary>
-    public IReadOnlyList<string> Warnings { get; private init; } = [];
+    public IReadOnlyList<DeviceMapWarning> Warnings { get; private init; } = [];
 
     /// <summary>True when every entry has a size.</summary>
     public bool HasSizes => Entries.All(e => e.Bytes is not null);
@@ -85,17 +85,7 @@ public sealed class DeviceMap
     /// The device of a tensor or module: its own key, else the nearest enclosing module's, else "" (Accelerate's
     /// _get_param_device); null when the map does not cover it.
     /// </summary>
-    public Device? DeviceOf(string name)
-    {
-        var key = name;
-        while (true)
-        {
-            if (_byModule.TryGetValue(key, out var e)) return e.Device;
-            if (key.Length == 0) return null;
-            int dot = key.LastIndexOf('.');
-            key = dot < 0 ? "" : key[..dot];
-        }
-    }
+    public Device? DeviceOf(string name) => CoveringKey(name) is { } key ? _byModule[key].Device : null;
 
     /// <summary>
     /// The device of every tensor, as loading needs it. Tensors no key covers are an error listing them (Accelerate's
@@ -121,20 +111,7 @@ public sealed class DeviceMap
     {
         var used = new HashSet<string>(StringComparer.Ordinal);
         foreach (var name in tensorNames)
-        {
-            var key = name;
-            while (true)
-            {
-                if (_byModule.ContainsKey(key))
-                {
-                    used.Add(key);
-                    break;
-                }
-                if (key.Length == 0) break;
-                int dot = key.LastIndexOf('.');
-                key = dot < 0 ? "" : key[..dot];
-            }
-        }
+            if (CoveringKey(name) is { } key) used.Add(key);
         return Entries.Select(e => e.Module).Where(k => !used.Contains(k)).ToList();
     }
 
@@ -142,14 +119,14 @@ public sealed class DeviceMap
     /// Accelerate's check_tied_parameters_on_same_device: one warning per group of tied tensors spread over several
     /// devices (they share one storage, so all but one copy would be wasted or wrong).
     /// </summary>
-    public IReadOnlyList<string> CheckTiedParameters(IEnumerable<IReadOnlyList<string>> groups)
+    public IReadOnlyList<DeviceMapWarning> CheckTiedParameters(IEnumerable<IReadOnlyList<string>> groups)
     {
-        var warnings = new List<string>();
+        var warnings = new List<DeviceMapWarning>();
         foreach (var group in groups)
         {
             var devices = group.Select(p => (Name: p, Device: DeviceOf(p))).ToList();
             if (devices.Select(d => d.Device).Distinct().Count() > 1)
-                warnings.Add($"Tied parameters are on different devices: {string.Join(", ", devices.Select(d => $"{d.Name} on {(d.Device is Device x ? x.ToString() : "no device")}"))}; they share one storage and belong on one device.");
+                warnings.Add(new(BigModelErrorCode.DeviceMapTiedParameterInvalid, $"Tied parameters are on different devices: {string.Join(", ", devices.Select(d => $"{d.Name} on {(d.Device is Device x ? x.ToString() : "no device")}"))}; they share one storage and belong on one device."));
         }
         return warnings;
     }
@@ -158,9 +135,15 @@ public sealed class DeviceMap
     public DeviceMap Clean()
     {
         var cleaned = DeviceMapCleaner.Clean(Entries.Select(e => new KeyValuePair<string, Device>(e.Module, e.Device)));
-        var sizes = Entries.ToDictionary(e => e.Module, e => e.Bytes, StringComparer.Ordinal);
-        var entries = cleaned.Select(c => new DeviceMapEntry(c.Key, c.Value, SizeOfKey(c.Key, sizes))).ToList();
-        return With(entries);
+        // Each original key's size goes to the cleaned key that now covers it (itself, or the module it collapsed
+        // into); a cleaned key's size is unknown when any of its parts is. One walk up the name per key.
+        var sizes = cleaned.ToDictionary(c => c.Key, _ => (long?)0, StringComparer.Ordinal);
+        foreach (var e in Entries)
+        {
+            if (NearestKey(e.Module, sizes.ContainsKey) is not { } key) continue;
+            sizes[key] = e.Bytes is long b && sizes[key] is long total ? MaxMemory.SaturatingAdd(total, b) : null;
+        }
+        return With(cleaned.Select(c => new DeviceMapEntry(c.Key, c.Value, sizes[c.Key])).ToList());
     }
 
     /// <summary>
@@ -225,14 +208,8 @@ public sealed class DeviceMap
     /// <summary>Writes <see cref="ToJson"/> to <paramref name="path"/>.</summary>
     public void Save(string path)
     {
-        try
-        {
-            File.WriteAllText(path, ToJson() + "\n");
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, inner: e);
-        }
+        var json = ToJson() + "\n";
+        FileErrors.Guard(path, () => File.WriteAllText(path, json), "the map's folder does not exist.");
     }
 
     /// <summary>
@@ -250,7 +227,7 @@ public sealed class DeviceMap
 
     internal static DeviceMap Planned(IReadOnlyList<DeviceMapEntry> entries, string? source, MaxMemory budget, MaxMemory requested,
         IReadOnlyDictionary<Device, long> reserved, DeviceMapStrategy strategy, long largestLayer, IReadOnlyList<string> largestLayers,
-        IReadOnlyList<IReadOnlyList<string>> tied, IReadOnlyList<string> log, IReadOnlyList<string> warnings)
+        IReadOnlyList<IReadOnlyList<string>> tied, IReadOnlyList<string> log, IReadOnlyList<DeviceMapWarning> warnings)
     {
         var map = new DeviceMap(entries, source)
         {
@@ -284,34 +261,24 @@ public sealed class DeviceMap
         return map;
     }
 
-    private string? CoveringKey(string name)
+    /// <summary>The key of the map that covers <paramref name="name"/>: its own, else the nearest enclosing module's, else "".</summary>
+    private string? CoveringKey(string name) => NearestKey(name, _byModule.ContainsKey);
+
+    /// <summary>
+    /// Walks <paramref name="name"/> up its dotted prefixes to "" (Accelerate's lookup of a parameter's device) and
+    /// returns the first for which <paramref name="isKey"/> holds, or null.
+    /// </summary>
+    private static string? NearestKey(string name, Func<string, bool> isKey)
     {
         var key = name;
         while (true)
         {
-            if (_byModule.ContainsKey(key)) return key;
+            if (isKey(key)) return key;
             if (key.Length == 0) return null;
             int dot = key.LastIndexOf('.');
             key = dot < 0 ? "" : key[..dot];
         }
     }
-
-    /// <summary>Size of a cleaned key: the sum of the original keys it replaced (unknown if any of them is).</summary>
-    private static long? SizeOfKey(string key, Dictionary<string, long?> sizes)
-    {
-        if (sizes.TryGetValue(key, out var own) && own is not null && !sizes.Keys.Any(k => IsBelow(k, key))) return own;
-        long total = 0;
-        foreach (var (k, v) in sizes)
-        {
-            if (k != key && !IsBelow(k, key)) continue;
-            if (v is null) return null;
-            total = MaxMemory.SaturatingAdd(total, v.Value);
-        }
-        return total;
-    }
-
-    private static bool IsBelow(string name, string module) =>
-        module.Length == 0 ? name.Length > 0 : name.Length > module.Length && name[module.Length] == '.' && name.StartsWith(module, StringComparison.Ordinal);
 
     private static IReadOnlyList<DeviceUsage> Summarise(IReadOnlyList<DeviceMapEntry> entries, MaxMemory? budget, MaxMemory? requested,
         IReadOnlyDictionary<Device, long>? reserved)

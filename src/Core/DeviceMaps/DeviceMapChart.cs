@@ -133,7 +133,7 @@ public static class DeviceMapChart
         if (map.Warnings.Count > 0)
         {
             html.Append("<ul>\n");
-            foreach (var w in map.Warnings) html.Append("<li>").Append(Escape(w)).Append("</li>\n");
+            foreach (var w in map.Warnings) html.Append("<li>").Append(Escape(w.Message)).Append("</li>\n");
             html.Append("</ul>\n");
         }
         html.Append("</body>\n</html>\n");
@@ -145,14 +145,8 @@ public static class DeviceMapChart
     {
         var ext = Path.GetExtension(path);
         bool html = ext.Equals(".html", StringComparison.OrdinalIgnoreCase) || ext.Equals(".htm", StringComparison.OrdinalIgnoreCase);
-        try
-        {
-            File.WriteAllText(path, html ? ToHtml(map, title) : ToSvg(map, title), new UTF8Encoding(false));
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, inner: e);
-        }
+        var text = html ? ToHtml(map, title) : ToSvg(map, title);
+        FileErrors.Guard(path, () => File.WriteAllText(path, text, new UTF8Encoding(false)), "the chart's folder does not exist.");
     }
 
     private readonly record struct Block(string First, string Last, int Count, long Bytes);

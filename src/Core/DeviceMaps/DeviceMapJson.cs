@@ -40,7 +40,7 @@ internal static class DeviceMapJson
 
     public static DeviceMap Load(string path)
     {
-        var bytes = SmallFile.ReadAllBytes(path, MaxFileBytes, BigModelErrorCode.DeviceMapTooLarge, "the device map");
+        var bytes = SmallFile.ReadAllBytes(path, MaxFileBytes, BigModelErrorCode.DeviceMapTooLarge, BigModelErrorCode.InvalidDeviceMap, "the device map");
         if (!System.Text.Unicode.Utf8.IsValid(bytes))
             throw new BigModelException(BigModelErrorCode.InvalidDeviceMap, "the device map is not valid UTF-8.", path);
         return Read(Encoding.UTF8.GetString(bytes), path);
@@ -64,18 +64,23 @@ internal static class DeviceMapJson
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 throw new BigModelException(BigModelErrorCode.InvalidDeviceMap,
                     "a device map is a JSON object of module name to device, e.g. {\"model.embed_tokens\": 0, \"lm_head\": \"cpu\"}.", source);
-            var entries = new List<DeviceMapEntry>();
-            var seen = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var p in doc.RootElement.EnumerateObject())
+            // Property names are decoded while enumerating, so the walk itself may meet an undecodable one.
+            var entries = JsonStrings.Guard(BigModelErrorCode.InvalidDeviceMap, source, () =>
             {
-                if (entries.Count >= MaxEntries)
-                    throw new BigModelException(BigModelErrorCode.DeviceMapTooLarge, $"more than {MaxEntries} entries.", source);
-                var module = p.Name;
-                if (!seen.Add(module))
-                    throw new BigModelException(BigModelErrorCode.InvalidDeviceMap, $"module '{module}' is given twice.", source);
-                ValidateKey(module, source);
-                entries.Add(new DeviceMapEntry(module, ReadDevice(p.Value, module, source), null));
-            }
+                var list = new List<DeviceMapEntry>();
+                var seen = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var p in doc.RootElement.EnumerateObject())
+                {
+                    if (list.Count >= MaxEntries)
+                        throw new BigModelException(BigModelErrorCode.DeviceMapTooLarge, $"more than {MaxEntries} entries.", source);
+                    var module = p.Name;
+                    if (!seen.Add(module))
+                        throw new BigModelException(BigModelErrorCode.InvalidDeviceMap, $"module '{module}' is given twice.", source);
+                    ValidateKey(module, source);
+                    list.Add(new DeviceMapEntry(module, ReadDevice(p.Value, module, source), null));
+                }
+                return list;
+            });
             return new DeviceMap(entries, source);
         }
     }
@@ -89,8 +94,6 @@ internal static class DeviceMapJson
             throw new BigModelException(BigModelErrorCode.InvalidDeviceMap, $"'{module[..Math.Min(60, module.Length)]}...' has more than {ModuleTree.MaxDepth} segments.", source);
     }
 
-    private static string Truncate(string s) => s.Length <= 60 ? s : s[..60] + "...";
-
     private static Device ReadDevice(JsonElement value, string module, string? source)
     {
         switch (value.ValueKind)
@@ -99,10 +102,10 @@ internal static class DeviceMapJson
                 if (value.TryGetInt32(out var index) && index >= 0 && index <= Device.MaxGpuIndex) return Device.Gpu(index);
                 break;
             case JsonValueKind.String:
-                if (Device.TryParse(value.GetString(), out var device)) return device;
+                if (Device.TryParse(JsonStrings.Read(value, BigModelErrorCode.InvalidDeviceMap, source), out var device)) return device;
                 break;
         }
         throw new BigModelException(BigModelErrorCode.InvalidDevice,
-            $"module '{module}' has device {Truncate(value.GetRawText())}; use a GPU index (0, 1, ...), \"cuda:N\", \"mps\", \"xpu\", \"cpu\" or \"disk\".", source);
+            $"module '{module}' has device {Excerpt.Of(value.GetRawText())}; use a GPU index (0, 1, ...), \"cuda:N\", \"mps\", \"xpu\", \"cpu\" or \"disk\".", source);
     }
 }

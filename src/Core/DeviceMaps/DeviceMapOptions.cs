@@ -1,4 +1,5 @@
 using BigModel.Checkpoints;
+using BigModel.IO;
 
 namespace BigModel.DeviceMaps;
 
@@ -45,4 +46,25 @@ public sealed class DeviceMapOptions
 
     /// <summary>Measures the machine when <see cref="MaxMemory"/> is null; <see cref="DeviceMaps.MaxMemory.Detect"/> by default.</summary>
     public Func<ICollection<string>, MaxMemory>? DetectMemory { get; init; }
+
+    /// <summary>
+    /// Options from the text that command lines and build files carry, each checked with a typed error; a null or blank
+    /// value keeps the default.
+    /// </summary>
+    /// <param name="maxMemory">The budget, already read (null measures the machine).</param>
+    /// <param name="strategy">auto, sequential, balanced or balanced_low_0.</param>
+    /// <param name="dtype">The dtype weights are loaded in (float16, bfloat16, F32...).</param>
+    /// <param name="reserve">A size held back on every device, e.g. 2GiB.</param>
+    /// <param name="noSplit">Module-name globs to keep whole.</param>
+    /// <param name="tiedParameters">Groups of tensor names sharing storage.</param>
+    public static DeviceMapOptions FromText(MaxMemory? maxMemory, string? strategy = null, string? dtype = null, string? reserve = null,
+        IReadOnlyList<string>? noSplit = null, IReadOnlyList<IReadOnlyList<string>>? tiedParameters = null) => new()
+    {
+        MaxMemory = maxMemory,
+        Strategy = string.IsNullOrWhiteSpace(strategy) ? DeviceMapStrategy.Auto : DeviceMapStrategies.Parse(strategy),
+        DType = string.IsNullOrWhiteSpace(dtype) ? null : DTypes.Parse(dtype),
+        Reserve = string.IsNullOrWhiteSpace(reserve) ? 0 : ByteSize.Parse(reserve, "Reserve"),
+        NoSplit = noSplit ?? [],
+        TiedParameters = tiedParameters ?? [],
+    };
 }

@@ -12,9 +12,28 @@ namespace BigModel.DeviceMaps;
 /// </summary>
 public static class DeviceMapPlanner
 {
-    /// <summary>Plans for a checkpoint: its tensors in forward order, its architecture's no-split blocks and ties.</summary>
-    public static DeviceMap Plan(Checkpoint checkpoint, DeviceMapOptions? options = null) =>
-        Plan(checkpoint.Tensors, checkpoint.Architecture, checkpoint.Config, options, checkpoint.Path);
+    /// <summary>
+    /// Plans for a checkpoint: its tensors in forward order, its architecture's no-split blocks and ties.
+    /// <paramref name="family"/> overrides the architecture detected (for a checkpoint without config.json), and then
+    /// also decides the forward order.
+    /// </summary>
+    public static DeviceMap Plan(Checkpoint checkpoint, DeviceMapOptions? options = null, ArchitectureSpec? family = null)
+    {
+        var tensors = family is null ? checkpoint.Tensors : TensorOrder.Sort(checkpoint.Tensors, family);
+        return Plan(tensors, family ?? checkpoint.Architecture, checkpoint.Config, options, checkpoint.Path);
+    }
+
+    /// <summary>
+    /// Plans for what <paramref name="path"/> names: a config.json (or any model config, see
+    /// <see cref="ModelConfig.IsConfigFile"/>) is planned from its config alone, anything else is opened as a checkpoint.
+    /// </summary>
+    public static DeviceMap Plan(string path, DeviceMapOptions? options = null, ArchitectureSpec? family = null)
+    {
+        var full = System.IO.Path.GetFullPath(path);
+        return ModelConfig.IsConfigFile(full)
+            ? PlanFromConfig(ModelConfig.Load(full), options, family)
+            : Plan(Checkpoint.Open(full), options, family);
+    }
 
     /// <summary>
     /// Plans for a list of tensors, taken in the order given (pass them in forward order, as
@@ -71,7 +90,7 @@ public static class DeviceMapPlanner
         var entries = keys.Select(k => new DeviceMapEntry(k.Key, k.Value, tree.Find(k.Key)?.Size ?? 0)).ToList();
         var tiedNames = tree.TiedGroups.Select(g => (IReadOnlyList<string>)g.Select(n => n.Name).ToList()).ToList();
 
-        var warnings = new List<string>();
+        var warnings = new List<DeviceMapWarning>();
         var draft = DeviceMap.FromEntries(keys);
         warnings.AddRange(draft.CheckTiedParameters(tiedNames));
         warnings.AddRange(SpillWarnings(entries, tree.TotalBytes, budget, result.LargestLayerBytes, cpuOmitted));
@@ -83,20 +102,14 @@ public static class DeviceMapPlanner
     }
 
     /// <summary>
-    /// Plans from config.json alone, for a model not downloaded yet: the tensors its architecture implies, in the
-    /// config's torch_dtype (float32 when it names none).
+    /// Plans from config.json alone, for a model not downloaded yet: the tensors its architecture implies
+    /// (<see cref="ArchitectureSpec.SizedTensorsFromConfig"/>). <paramref name="family"/> overrides the family the
+    /// config names.
     /// </summary>
-    public static DeviceMap PlanFromConfig(ModelConfig config, DeviceMapOptions? options = null)
+    public static DeviceMap PlanFromConfig(ModelConfig config, DeviceMapOptions? options = null, ArchitectureSpec? family = null)
     {
-        var spec = ArchitectureCatalog.Require(config);
-        var dtype = config.TorchDType ?? DType.F32;
-        var tensors = spec.TensorsFromConfig(config).Select(t =>
-        {
-            long elements = t.Shape.Aggregate(1L, (a, d) => checked(a * d));
-            long bytes = dtype.ByteCount(elements) ?? (elements * dtype.Bits() + 7) / 8;
-            return new TensorInfo(t.Name, dtype, t.Shape, bytes, "", 0);
-        });
-        return Plan(TensorOrder.Sort(tensors, spec), spec, config, options, config.Path);
+        var spec = family ?? ArchitectureCatalog.Require(config);
+        return Plan(spec.SizedTensorsFromConfig(config), spec, config, options, config.Path);
     }
 
     /// <summary>
@@ -141,7 +154,7 @@ public static class DeviceMapPlanner
         return tree;
     }
 
-    private static IEnumerable<string> SpillWarnings(List<DeviceMapEntry> entries, long total, MaxMemory budget, long largestLayer, bool cpuOmitted)
+    private static IEnumerable<DeviceMapWarning> SpillWarnings(List<DeviceMapEntry> entries, long total, MaxMemory budget, long largestLayer, bool cpuOmitted)
     {
         long Sum(Func<Device, bool> which) => entries.Where(e => which(e.Device)).Sum(e => e.Bytes ?? 0);
         long disk = Sum(d => d.IsDisk);
@@ -149,16 +162,16 @@ public static class DeviceMapPlanner
         long granted = budget.MemoryBytes;
         bool accelerators = budget.Any(e => e.Key.IsAccelerator && e.Value > 0);
         if (disk > 0)
-            yield return $"The model does not fit without disk: {ByteSize.Format(disk)} ({disk} bytes, {DeviceMap.Percent(disk, total)} of {ByteSize.Format(total)}) is offloaded to disk. "
+            yield return new(BigModelErrorCode.ModelDoesNotFit, $"The model does not fit without disk: {ByteSize.Format(disk)} ({disk} bytes, {DeviceMap.Percent(disk, total)} of {ByteSize.Format(total)}) is offloaded to disk. "
                 + $"Memory granted: {ByteSize.Format(granted)} ({Describe(budget)}); the model needs {ByteSize.Format(total)} plus {ByteSize.Format(largestLayer)} kept free for its largest layer on each main device."
-                + (cpuOmitted ? " cpu is not in the budget: grant RAM (cpu=...) to keep these modules in memory." : "");
+                + (cpuOmitted ? " cpu is not in the budget: grant RAM (cpu=...) to keep these modules in memory." : ""));
         if (cpu > 0 && accelerators)
         {
             long gpuBudget = budget.Where(e => e.Key.IsAccelerator).Sum(e => e.Value);
-            yield return $"{ByteSize.Format(cpu)} ({cpu} bytes, {DeviceMap.Percent(cpu, total)} of the model) is offloaded to cpu: the accelerators' budgets total {ByteSize.Format(gpuBudget)} for a model of {ByteSize.Format(total)}.";
+            yield return new(BigModelErrorCode.OffloadedToSlowerDevice, $"{ByteSize.Format(cpu)} ({cpu} bytes, {DeviceMap.Percent(cpu, total)} of the model) is offloaded to cpu: the accelerators' budgets total {ByteSize.Format(gpuBudget)} for a model of {ByteSize.Format(total)}.");
         }
         if (budget.TryGet(Device.Disk, out var diskBudget) && disk > diskBudget)
-            yield return $"Disk offload needs {ByteSize.Format(disk)} but the disk budget is {ByteSize.Format(diskBudget)}; Accelerate does not limit disk, so the plan exceeds it.";
+            yield return new(BigModelErrorCode.MemoryBudgetExceeded, $"Disk offload needs {ByteSize.Format(disk)} but the disk budget is {ByteSize.Format(diskBudget)}; Accelerate does not limit disk, so the plan exceeds it.");
     }
 
     private static string Describe(MaxMemory budget) =>

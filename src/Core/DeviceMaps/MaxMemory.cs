@@ -72,13 +72,20 @@ public sealed class MaxMemory : IReadOnlyList<KeyValuePair<Device, long>>
     /// Reads a dictionary whose keys are devices (numbers or strings) and whose values are byte counts (numbers) or
     /// size strings ("10GiB"), as a PowerShell hashtable <c>@{ 0 = '10GiB'; 'cuda:1' = 8GB; cpu = '30GiB' }</c> holds them.
     /// </summary>
-    public static MaxMemory FromDictionary(IDictionary table)
+    public static MaxMemory FromDictionary(IDictionary table) =>
+        FromPairs(table.Cast<DictionaryEntry>().Select(e => new KeyValuePair<object?, object?>(e.Key, e.Value)));
+
+    /// <summary>
+    /// As <see cref="FromDictionary"/>, from pairs of plain .NET values (hosts unwrap their own wrappers, such as
+    /// PowerShell's PSObject, first).
+    /// </summary>
+    public static MaxMemory FromPairs(IEnumerable<KeyValuePair<object?, object?>> pairs)
     {
-        var list = new List<KeyValuePair<Device, long>>(table.Count);
-        foreach (DictionaryEntry entry in table)
+        var list = new List<KeyValuePair<Device, long>>();
+        foreach (var (key, value) in pairs)
         {
-            var device = Device.FromObject(Unwrap(entry.Key));
-            list.Add(new(device, SizeFromObject(Unwrap(entry.Value), device)));
+            var device = Device.FromObject(key);
+            list.Add(new(device, SizeFromObject(value, device)));
         }
         return Create(list);
     }
@@ -118,19 +125,23 @@ public sealed class MaxMemory : IReadOnlyList<KeyValuePair<Device, long>>
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 throw new BigModelException(BigModelErrorCode.InvalidArgument, "the memory budget must be a JSON object of device: size.", file);
-            var list = new List<KeyValuePair<Device, long>>();
-            foreach (var p in doc.RootElement.EnumerateObject())
+            var list = JsonStrings.Guard(BigModelErrorCode.InvalidArgument, file, () =>
             {
-                var device = Device.Parse(p.Name, file);
-                long bytes = p.Value.ValueKind switch
+                var pairs = new List<KeyValuePair<Device, long>>();
+                foreach (var p in doc.RootElement.EnumerateObject())
                 {
-                    JsonValueKind.Number when p.Value.TryGetInt64(out var n) && n >= 0 => n,
-                    JsonValueKind.Number when p.Value.TryGetDouble(out var d) && d >= 0 && d < long.MaxValue => (long)Math.Floor(d),
-                    JsonValueKind.String => ByteSize.Parse(p.Value.GetString()!, $"memory for {device}"),
-                    _ => throw new BigModelException(BigModelErrorCode.InvalidSize, $"the memory for {device} must be a byte count or a size string such as \"10GiB\".", file),
-                };
-                list.Add(new(device, bytes));
-            }
+                    var device = Device.Parse(p.Name, file);
+                    long bytes = p.Value.ValueKind switch
+                    {
+                        JsonValueKind.Number when p.Value.TryGetInt64(out var n) && n >= 0 => n,
+                        JsonValueKind.Number when p.Value.TryGetDouble(out var d) && d >= 0 && d < long.MaxValue => (long)Math.Floor(d),
+                        JsonValueKind.String => ByteSize.Parse(JsonStrings.Read(p.Value, BigModelErrorCode.InvalidArgument, file), $"memory for {device}"),
+                        _ => throw new BigModelException(BigModelErrorCode.InvalidSize, $"the memory for {device} must be a byte count or a size string such as \"10GiB\".", file),
+                    };
+                    pairs.Add(new(device, bytes));
+                }
+                return pairs;
+            });
             return Create(list);
         }
     }
@@ -181,16 +192,6 @@ public sealed class MaxMemory : IReadOnlyList<KeyValuePair<Device, long>>
     IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
 
     internal static long SaturatingAdd(long a, long b) => a > long.MaxValue - b ? long.MaxValue : a + b;
-
-    /// <summary>PowerShell wraps values in PSObject; its BaseObject property holds the value itself.</summary>
-    private static object? Unwrap(object? value)
-    {
-        if (value is null) return null;
-        var type = value.GetType();
-        if (type.FullName == "System.Management.Automation.PSObject")
-            return type.GetProperty("BaseObject")?.GetValue(value);
-        return value;
-    }
 
     private static long SizeFromObject(object? value, Device device) => value switch
     {

@@ -67,7 +67,8 @@ public sealed class ModuleNamePattern
                     break;
                 case '[':
                 {
-                    int close = glob.IndexOf(']', i + 2);
+                    // The class holds at least one character, so its ']' comes two places on at the earliest.
+                    int close = i + 2 < glob.Length ? glob.IndexOf(']', i + 2) : -1;
                     if (close < 0)
                         throw new BigModelException(BigModelErrorCode.DeviceMapInvalidPattern, $"'{glob}': the '[' at position {i} is never closed.");
                     var body = glob[(i + 1)..close];

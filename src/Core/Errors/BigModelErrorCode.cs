@@ -13,6 +13,8 @@ public enum BigModelErrorCode
     AmbiguousCheckpoint = 1002,
     IoFailure = 1003,
     UnsupportedFormat = 1004,
+    NotARegularFile = 1005,
+    CheckpointTooLarge = 1006,
 
     // 1100-1199: safetensors
     SafetensorsFileTooSmall = 1100,
@@ -80,6 +82,8 @@ public enum BigModelErrorCode
     ModelDoesNotFit = 1601,
     DiskFull = 1602,
     OffloadedToSlowerDevice = 1603,
+    OffloadedBuffersMayNotFit = 1604,
+    DeviceLeftEmpty = 1605,
 
     // 1700-1799: writing
     DestinationExists = 1700,

@@ -50,7 +50,7 @@ public class BigModelException : Exception
         BigModelErrorCode.UnsupportedFormat or BigModelErrorCode.UnsupportedArchitecture or BigModelErrorCode.PickleLegacyFormat
             or BigModelErrorCode.PickleUnsupportedProtocol or BigModelErrorCode.PickleUnsupportedTensorType
             or BigModelErrorCode.TorchUnavailable or BigModelErrorCode.DeviceUnavailable
-            or BigModelErrorCode.ModelKindMismatch => BigModelErrorCategory.NotSupported,
+            or BigModelErrorCode.ModelKindMismatch or BigModelErrorCode.NotARegularFile => BigModelErrorCategory.NotSupported,
         BigModelErrorCode.PickleTooLarge => BigModelErrorCategory.ResourceLimit,
         BigModelErrorCode.InvalidGenerationInput => BigModelErrorCategory.InvalidArgument,
         >= BigModelErrorCode.InvalidSize and < BigModelErrorCode.MemoryBudgetExceeded => BigModelErrorCategory.InvalidArgument,

@@ -22,31 +22,18 @@ public sealed class ContainedFolder
     {
         var problem = PathSafety.LexicalProblem(relative);
         if (problem is not null)
-            throw new BigModelException(code, $"'{PathSafety.Show(relative)}' {problem}; only plain names inside the checkpoint folder are allowed.", source);
+            throw new BigModelException(code, $"'{Excerpt.Of(relative)}' {problem}; only plain names inside the checkpoint folder are allowed.", source);
 
         var full = Path.GetFullPath(Path.Combine(_fullRoot, relative));
         if (!PathSafety.IsUnder(_fullRoot, full))
-            throw new BigModelException(code, $"'{PathSafety.Show(relative)}' resolves to {full}, outside {_fullRoot}.", source);
+            throw new BigModelException(code, $"'{Excerpt.Of(relative)}' resolves to {full}, outside {_fullRoot}.", source);
 
-        // Walk only the components below the folder: a symbolic link among them may point anywhere.
-        var current = _realRoot;
-        var parts = Path.GetRelativePath(_fullRoot, full).Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries);
-        for (int i = 0; i < parts.Length; i++)
-        {
-            var next = Path.Combine(current, parts[i]);
-            FileSystemInfo info = new FileInfo(next);
-            string? target;
-            try { target = info.Exists || Directory.Exists(next) ? (Directory.Exists(next) ? new DirectoryInfo(next) : info).LinkTarget : null; }
-            catch (IOException) { target = null; }
-            if (target is not null)
-            {
-                var real = PathSafety.RealPath(Path.Combine([Path.IsPathRooted(target) ? target : Path.Combine(current, target), .. parts[(i + 1)..]]));
-                if (!PathSafety.IsUnder(_realRoot, real))
-                    throw new BigModelException(code, $"'{PathSafety.Show(relative)}' is a link to {real}, outside {_realRoot}.", source);
-                return full;
-            }
-            current = next;
-        }
+        // Walk only the components below the folder, as the operating system will: a symbolic link among them may
+        // point anywhere, and a '..' inside a link's target climbs from wherever the walk has got to.
+        if (!PathSafety.TryResolve(_realRoot, Path.GetRelativePath(_fullRoot, full), out var real))
+            throw new BigModelException(code, $"'{Excerpt.Of(relative)}' goes through more than {PathSafety.MaxLinks} symbolic links (a loop?).", source);
+        if (!PathSafety.IsUnder(_realRoot, real))
+            throw new BigModelException(code, $"'{Excerpt.Of(relative)}' is a link to {real}, outside {_realRoot}.", source);
         return full;
     }
 }

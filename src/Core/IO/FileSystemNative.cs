@@ -95,6 +95,45 @@ internal static partial class FileSystemNative
         }
     }
 
+    /// <summary>What a path names once symbolic links are followed.</summary>
+    public enum FileKind
+    {
+        Missing,
+        Regular,
+        Directory,
+        /// <summary>A pipe, socket or device: opening or reading it may block or never end.</summary>
+        Special,
+        /// <summary>The platform cannot tell; callers fall back to portable checks.</summary>
+        Unknown,
+    }
+
+    /// <summary>The kind of file <paramref name="path"/> names, following links (statx on Linux).</summary>
+    public static unsafe FileKind KindOf(string path)
+    {
+        if (!OperatingSystem.IsLinux()) return FileKind.Unknown;
+        try
+        {
+            byte* buffer = stackalloc byte[256];
+            const uint typeMask = 0x1; // STATX_TYPE
+            if (statx(AtCurrentDirectory, path, 0, typeMask, buffer) != 0)
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                return errno is 2 or 20 ? FileKind.Missing : FileKind.Unknown; // ENOENT, ENOTDIR
+            }
+            int type = *(ushort*)(buffer + 28) & 0xF000; // stx_mode & S_IFMT
+            return type switch
+            {
+                0x8000 => FileKind.Regular,
+                0x4000 => FileKind.Directory,
+                _ => FileKind.Special,
+            };
+        }
+        catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
+        {
+            return FileKind.Unknown;
+        }
+    }
+
     /// <summary>
     /// Copies up to <paramref name="length"/> bytes between two open files inside the kernel (copy_file_range), at
     /// the given offsets, which advance by the bytes copied. Returns the bytes copied (0 at the input's end), or -1

@@ -41,34 +41,83 @@ public static class PathSafety
             || path.StartsWith(f + Path.AltDirectorySeparatorChar, comparison);
     }
 
-    /// <summary>The path with every symbolic link on it resolved (as far as the path exists).</summary>
-    public static string RealPath(string path) => RealPath(path, 0);
+    /// <summary>Most symbolic links followed while resolving one path, as Linux's MAXSYMLINKS.</summary>
+    public const int MaxLinks = 40;
 
-    private static string RealPath(string path, int depth)
+    /// <summary>
+    /// The physical path <paramref name="path"/> names, with every symbolic link on it resolved (as far as the path
+    /// exists), the way the operating system walks it: each '..' climbs from the folder reached so far, so after a link
+    /// it leaves the link's target, not the link. A loop, or more than <see cref="MaxLinks"/> links, is an error.
+    /// </summary>
+    public static string RealPath(string path)
     {
-        var full = Path.GetFullPath(path);
-        // A link loop, or an absurd chain, is treated as unresolvable: the caller then compares the unresolved path.
-        if (depth > 40) return full;
-        var root = Path.GetPathRoot(full) ?? "/";
-        var parts = full[root.Length..].Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries);
-        var current = root;
-        for (int i = 0; i < parts.Length; i++)
-        {
-            var next = Path.Combine(current, parts[i]);
-            FileSystemInfo info = new FileInfo(next);
-            if (!info.Exists && Directory.Exists(next)) info = new DirectoryInfo(next);
-            string? target;
-            try { target = info.LinkTarget; }
-            catch (IOException) { target = null; }
-            if (target is not null)
-            {
-                var resolved = Path.IsPathRooted(target) ? target : Path.Combine(current, target);
-                return RealPath(Path.Combine([resolved, .. parts[(i + 1)..]]), depth + 1);
-            }
-            current = next;
-        }
-        return current;
+        // Not Path.GetFullPath: it removes '..' lexically, before the links it follows are known.
+        var full = Path.IsPathRooted(path) ? path : Path.Join(Directory.GetCurrentDirectory(), path);
+        var root = Path.GetPathRoot(full)!;
+        if (!TryResolve(root, full[root.Length..], out var real))
+            throw TooManyLinks(path);
+        return real;
     }
 
-    internal static string Show(string s) => s.Length <= 120 ? s.Replace("\0", "\\0") : s[..120] + "…";
+    internal static BigModelException TooManyLinks(string path) =>
+        new(BigModelErrorCode.IoFailure, $"more than {MaxLinks} symbolic links (a loop?) on the way to this path.", path);
+
+    /// <summary>
+    /// Walks <paramref name="relative"/> from <paramref name="physical"/>, a folder whose own links are already
+    /// resolved. False when the walk meets a loop or more than <see cref="MaxLinks"/> links.
+    /// </summary>
+    internal static bool TryResolve(string physical, string relative, out string real)
+    {
+        var pending = new Stack<string>();
+        Push(pending, relative);
+        var current = physical;
+        int links = 0;
+        real = physical;
+        while (pending.Count > 0)
+        {
+            var segment = pending.Pop();
+            if (segment is "" or ".") continue;
+            if (segment == "..")
+            {
+                current = Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(current)) is { Length: > 0 } parent ? parent : current;
+                continue;
+            }
+            var next = Path.Join(current, segment);
+            var target = LinkTarget(next);
+            if (target is null)
+            {
+                current = next;
+                continue;
+            }
+            if (++links > MaxLinks) return false;
+            // A link's target replaces the link: it continues from the link's folder, or from the root it names.
+            if (Path.IsPathRooted(target))
+            {
+                current = Path.GetPathRoot(target)!;
+                target = target[current.Length..];
+            }
+            Push(pending, target);
+        }
+        real = current;
+        return true;
+    }
+
+    private static void Push(Stack<string> pending, string path)
+    {
+        var segments = path.Split([Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar], StringSplitOptions.RemoveEmptyEntries);
+        for (int i = segments.Length - 1; i >= 0; i--) pending.Push(segments[i]);
+    }
+
+    private static string? LinkTarget(string path)
+    {
+        try
+        {
+            return new FileInfo(path).LinkTarget;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // What cannot be inspected cannot be opened either: it is taken as it is named.
+            return null;
+        }
+    }
 }

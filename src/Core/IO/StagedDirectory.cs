@@ -295,12 +295,5 @@ public sealed class StagedDirectory : IDisposable
 
     private static string Token() => Convert.ToHexString(RandomNumberGenerator.GetBytes(6)).ToLowerInvariant();
 
-    internal static BigModelException IoError(string path, Exception e)
-    {
-        if (e is BigModelException b) return b;
-        int code = e.HResult & 0xFFFF;
-        bool full = code is 28 or 122 or 112 or 39;
-        return new BigModelException(full ? BigModelErrorCode.DiskFull : BigModelErrorCode.IoFailure,
-            full ? $"the disk is full: {e.Message}" : e.Message, path, inner: e);
-    }
+    internal static BigModelException IoError(string path, Exception e) => FileErrors.Map(e, path);
 }

@@ -1,3 +1,6 @@
+using BigModel.Errors;
+using BigModel.IO;
+
 namespace BigModel.Memory;
 
 /// <summary>
@@ -36,4 +39,18 @@ public sealed record ModelMemory
 
     /// <summary>What the estimate could not include, e.g. a missing config.json.</summary>
     public IReadOnlyList<string> Notes { get; init; } = [];
+
+    /// <summary>
+    /// Throws <see cref="BigModelErrorCode.MemoryBudgetExceeded"/>, with the figures behind it, when running the model
+    /// (<see cref="InferenceBytes"/>) needs more than <paramref name="budget"/> bytes.
+    /// </summary>
+    /// <param name="budget">The budget in bytes.</param>
+    /// <param name="budgetText">The budget as the user wrote it (8GiB), for the message.</param>
+    public void ThrowIfOver(long budget, string? budgetText = null)
+    {
+        if (InferenceBytes <= budget) return;
+        throw new BigModelException(BigModelErrorCode.MemoryBudgetExceeded, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"running it in {DType} needs {ByteSize.Format(InferenceBytes)} ({InferenceBytes:N0} bytes: weights {TotalBytes:N0} + KV cache {KvCacheBytes:N0} + activations {ActivationBytes:N0}), over the budget of {budgetText ?? ByteSize.Format(budget)}."),
+            Model);
+    }
 }

@@ -43,10 +43,7 @@ public static class ModelMemoryEstimator
     public static IReadOnlyList<ModelMemory> Estimate(ModelConfig config, MemoryEstimateOptions? options = null)
     {
         var spec = ArchitectureCatalog.Require(config);
-        var dtype = config.TorchDType is DType d && d.IsFloatingPoint() ? d : DType.F32;
-        var tensors = spec.TensorsFromConfig(config)
-            .Select(t => new SizedTensor(t.Name, dtype, t.Shape.Aggregate(1L, (a, b) => checked(a * b))))
-            .ToList();
+        var tensors = spec.SizedTensorsFromConfig(config).Select(SizedTensor.From).ToList();
         return Estimate(config.Path ?? "config.json", tensors, config, spec, options, []);
     }
 
@@ -54,10 +51,7 @@ public static class ModelMemoryEstimator
     public static IReadOnlyList<ModelMemory> Estimate(string path, MemoryEstimateOptions? options = null)
     {
         var full = Path.GetFullPath(path);
-        if (File.Exists(full) && Path.GetExtension(full).Equals(".json", StringComparison.OrdinalIgnoreCase)
-            && !full.EndsWith(".index.json", StringComparison.OrdinalIgnoreCase))
-            return Estimate(ModelConfig.Load(full), options);
-        return Estimate(Checkpoint.Open(full), options);
+        return ModelConfig.IsConfigFile(full) ? Estimate(ModelConfig.Load(full), options) : Estimate(Checkpoint.Open(full), options);
     }
 
     private static IReadOnlyList<ModelMemory> Estimate(string model, IReadOnlyList<SizedTensor> tensors, ModelConfig? config,

@@ -253,13 +253,22 @@ public static class SystemMemory
         return total;
     }
 
-    private static MemorySnapshot FromRuntime()
+    internal static MemorySnapshot FromRuntime()
     {
-        // The runtime's figure honours container limits but is a total, not what is free; subtract the GC heap in use.
+        // TotalAvailableMemoryBytes is the physical memory (or the container's limit) the GC may use, and
+        // MemoryLoadBytes how much of it the whole machine (or container) had in use, every process counted, when the
+        // GC last ran; the difference is what was free then. Before any collection the load reads 0, which would
+        // call all memory free, so one cheap gen-0 collection makes the figure current.
         var info = GC.GetGCMemoryInfo();
+        if (info.Index == 0)
+        {
+            GC.Collect(0, GCCollectionMode.Forced, blocking: true);
+            info = GC.GetGCMemoryInfo();
+        }
         long total = info.TotalAvailableMemoryBytes;
         long available = Math.Max(0, total - info.MemoryLoadBytes);
-        return new MemorySnapshot(available, total, null, null, null, null, null, "the .NET runtime's total available memory less the current memory load");
+        return new MemorySnapshot(available, total, null, null, null, null, null,
+            "the .NET runtime's physical memory less the machine's memory load at the last garbage collection");
     }
 
     [StructLayout(LayoutKind.Sequential)]

@@ -1,5 +1,6 @@
 using BigModel.Checkpoints;
 using BigModel.Errors;
+using BigModel.IO;
 using BigModel.Tests.Support;
 
 namespace BigModel.Tests.Checkpoints;
@@ -102,6 +103,44 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
+    public void Rejects_a_shard_link_whose_dot_dot_climbs_out_through_another_link()
+    {
+        // root/s -> elsewhere/deep/y; root/a.safetensors -> s/../b, which the system resolves to elsewhere/deep/b.
+        var deep = _dir.Combine("elsewhere", "deep");
+        Directory.CreateDirectory(Path.Combine(deep, "y"));
+        CheckpointBuilder.Safetensors(Path.Combine(deep, "b"), [("w", DType.F32, [1])]);
+        var folder = _dir.Combine("h");
+        Directory.CreateDirectory(folder);
+        CheckpointBuilder.Safetensors(Path.Combine(folder, "b"), [("w", DType.F32, [1])]);
+        Directory.CreateSymbolicLink(Path.Combine(folder, "s"), Path.Combine(deep, "y"));
+        File.CreateSymbolicLink(Path.Combine(folder, "a.safetensors"), "s/../b");
+        CheckpointBuilder.Index(folder, new Dictionary<string, string> { ["w"] = "a.safetensors" }, 4);
+        var e = Assert.Throws<BigModelException>(() => Checkpoint.Open(folder));
+        Assert.Equal(BigModelErrorCode.IndexPathEscapes, e.Code);
+        Assert.Contains(Path.Combine(deep, "b"), e.Message);
+        Assert.Equal(Path.Combine(deep, "b"), PathSafety.RealPath(Path.Combine(folder, "a.safetensors")));
+    }
+
+    [Fact]
+    public void Accepts_a_shard_link_whose_dot_dot_stays_inside_and_refuses_a_link_loop()
+    {
+        var folder = _dir.Combine("h");
+        Directory.CreateDirectory(Path.Combine(folder, "sub"));
+        CheckpointBuilder.Safetensors(Path.Combine(folder, "real.safetensors"), [("w", DType.F32, [1])]);
+        File.CreateSymbolicLink(Path.Combine(folder, "a.safetensors"), "sub/../real.safetensors");
+        CheckpointBuilder.Index(folder, new Dictionary<string, string> { ["w"] = "a.safetensors" }, 4);
+        Assert.Equal(["w"], Checkpoint.Open(folder).Tensors.Select(t => t.Name));
+
+        File.CreateSymbolicLink(Path.Combine(folder, "loop1.safetensors"), "loop2.safetensors");
+        File.CreateSymbolicLink(Path.Combine(folder, "loop2.safetensors"), "loop1.safetensors");
+        CheckpointBuilder.Index(folder, new Dictionary<string, string> { ["w"] = "loop1.safetensors" }, 4);
+        var e = Assert.Throws<BigModelException>(() => Checkpoint.Open(folder));
+        Assert.Equal(BigModelErrorCode.IndexPathEscapes, e.Code);
+        Assert.Contains("loop", e.Message);
+        Assert.Equal(BigModelErrorCode.IoFailure, Assert.Throws<BigModelException>(() => PathSafety.RealPath(Path.Combine(folder, "loop1.safetensors"))).Code);
+    }
+
+    [Fact]
     public void Rejects_an_index_naming_a_missing_shard()
     {
         var folder = _dir.Combine("h");
@@ -190,5 +229,30 @@ public sealed class CheckpointTests : IDisposable
         Assert.Equal("model.embed_tokens.weight", checkpoint.Tensors[0].Name);
         Assert.Equal("model.norm.weight", checkpoint.Tensors[^1].Name);
         Assert.True(checkpoint.Config!.TieWordEmbeddingsValue);
+    }
+
+    [Fact]
+    public void Totals_beyond_64_bits_across_shards_are_a_typed_error()
+    {
+        // Two PyTorch shards of 4096 broadcast views of 2^50 bytes each (the most one view may describe): each shard
+        // adds up to 2^62, the checkpoint to 2^63, one more than a long holds.
+        var folder = _dir.Combine("views");
+        Directory.CreateDirectory(folder);
+        var map = new Dictionary<string, string>();
+        for (int shard = 0; shard < 2; shard++)
+        {
+            var file = $"pytorch_model-0000{shard + 1}-of-00002.bin";
+            var p = new PickleBuilder().Proto(2).OrderedDict().Mark();
+            for (int i = 0; i < 4096; i++)
+            {
+                var name = $"s{shard}.v{i}";
+                p.Str(name).TensorV2("ByteStorage", "0", 1, 0, [1L << 25, 1L << 25], [0, 0]);
+                map[name] = file;
+            }
+            BigModel.Fuzz.Archives.TorchArchive.Write(Path.Combine(folder, file), p.SetItems().Stop().ToArray(), [("0", new byte[1])]);
+        }
+        CheckpointBuilder.Index(folder, map, null, "pytorch_model.bin.index.json");
+        var e = Assert.Throws<BigModelException>(() => Checkpoint.Open(folder));
+        Assert.Equal(BigModelErrorCode.CheckpointTooLarge, e.Code);
     }
 }

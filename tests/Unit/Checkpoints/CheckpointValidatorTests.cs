@@ -81,4 +81,54 @@ public sealed class CheckpointValidatorTests : IDisposable
         Assert.Empty(result.Problems);
         Assert.Empty(result.NonFiniteTensors);
     }
+
+    /// <summary>A safetensors file whose data is a hole: <paramref name="bytes"/> of zeros that cost no disk.</summary>
+    private string SparseFile(string name, long bytes)
+    {
+        var path = _dir.Combine(name);
+        var layout = SafetensorsLayout.Create([new TensorSpec("big", DType.F32, [bytes / 4])]);
+        using var file = File.Create(path);
+        file.Write(BitConverter.GetBytes((ulong)layout.Header.Length));
+        file.Write(layout.Header);
+        file.SetLength(layout.FileLength);
+        return path;
+    }
+
+    private sealed class Recorder(Action<ValidationProgress>? onReport = null) : IProgress<ValidationProgress>
+    {
+        public List<ValidationProgress> Reports { get; } = [];
+
+        public void Report(ValidationProgress value)
+        {
+            Reports.Add(value);
+            onReport?.Invoke(value);
+        }
+    }
+
+    [Fact]
+    public void Deep_reading_and_hashing_report_progress_per_chunk()
+    {
+        var path = SparseFile("big.safetensors", 20L << 20);
+        var recorder = new Recorder();
+        var result = CheckpointValidator.Validate(path, new ValidationOptions { Deep = true, Hash = true }, recorder);
+        Assert.True(result.IsValid);
+        // 20 MiB of values in 8 MiB chunks, then 20 MiB hashed in 1 MiB chunks.
+        Assert.True(recorder.Reports.Count(r => r.CurrentTensor == "big") >= 3, "deep reading reported progress only per tensor");
+        Assert.True(recorder.Reports.Count(r => r.CurrentTensor == "big.safetensors") >= 20, "hashing reported progress only per file");
+        Assert.Equal(recorder.Reports.Select(r => r.BytesDone).Order(), recorder.Reports.Select(r => r.BytesDone));
+        Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(path))), Assert.Single(result.Hashes).Sha256);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Cancelling_stops_inside_a_file(bool deep)
+    {
+        var path = SparseFile("big.safetensors", 64L << 20);
+        using var cancel = new CancellationTokenSource();
+        var recorder = new Recorder(p => { if (p.BytesDone > 0) cancel.Cancel(); });
+        Assert.ThrowsAny<OperationCanceledException>(() =>
+            CheckpointValidator.Validate(path, new ValidationOptions { Deep = deep, Hash = !deep }, recorder, cancel.Token));
+        Assert.True(recorder.Reports.Max(r => r.BytesDone) <= 16L << 20, "work went on after cancellation");
+    }
 }

@@ -143,4 +143,15 @@ public sealed class SafetensorsHeaderTests : IDisposable
             Assert.Throws<BigModelException>(() => SafetensorsHeader.Read(path));
         }
     }
+
+    [Theory]
+    [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"\\ud800\":{}}", 62)]
+    [InlineData("{\"a\":{\"dtype\":\"\\ud800\",\"shape\":[1],\"data_offsets\":[0,4]}}", 22)]
+    [InlineData("{\"__metadata__\":{\"\\udc00\":\"x\"},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 25)]
+    public void An_unpaired_surrogate_escape_is_not_json_at_its_offset(string header, long offset)
+    {
+        var e = Assert.Throws<BigModelException>(() => SafetensorsHeader.Parse(System.Text.Encoding.UTF8.GetBytes(header), 8 + header.Length + 4, "x.safetensors"));
+        Assert.Equal(BigModelErrorCode.SafetensorsHeaderNotJson, e.Code);
+        Assert.Equal(offset, e.Offset);
+    }
 }

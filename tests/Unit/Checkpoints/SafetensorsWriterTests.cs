@@ -78,4 +78,41 @@ public sealed class SafetensorsWriterTests : IDisposable
         writer.Write(new byte[4]);
         Assert.Throws<BigModel.Errors.BigModelException>(writer.Complete);
     }
+
+    [Fact]
+    public void An_abandoned_writer_leaves_no_file_behind()
+    {
+        var layout = SafetensorsLayout.Create([new TensorSpec("a", DType.F32, [2])]);
+        var path = _dir.Combine("abandoned.safetensors");
+        using (var writer = new SafetensorsWriter(path, layout))
+        {
+            writer.Write(new byte[4]);
+        }
+        Assert.False(File.Exists(path));
+        using (var writer = new SafetensorsWriter(path, layout))
+        {
+            writer.Write(new byte[8]);
+            writer.Complete();
+        }
+        Assert.Equal(2, SafetensorsHeader.Read(path).Tensors[0].ElementCount);
+    }
+
+    [Fact]
+    public void A_file_that_cannot_be_reserved_is_removed_and_reported()
+    {
+        // No file system here holds 2^58 bytes, so reserving the length fails after the file was created.
+        var layout = SafetensorsLayout.Create([new TensorSpec("a", DType.U8, [1L << 58])]);
+        var path = _dir.Combine("huge.safetensors");
+        var e = Assert.Throws<BigModel.Errors.BigModelException>(() => new SafetensorsWriter(path, layout));
+        Assert.Contains(e.Code, new[] { BigModel.Errors.BigModelErrorCode.IoFailure, BigModel.Errors.BigModelErrorCode.DiskFull });
+        Assert.False(File.Exists(path));
+    }
+
+    [Fact]
+    public void A_writer_in_a_missing_folder_is_a_typed_error()
+    {
+        var layout = SafetensorsLayout.Create([new TensorSpec("a", DType.U8, [1])]);
+        Assert.Equal(BigModel.Errors.BigModelErrorCode.PathNotFound,
+            Assert.Throws<BigModel.Errors.BigModelException>(() => new SafetensorsWriter(_dir.Combine("no", "such.safetensors"), layout)).Code);
+    }
 }

@@ -116,7 +116,8 @@ public sealed class DeviceMapJsonTests : IDisposable
     {
         var map = DeviceMap.FromJson("""{"model.embed_tokens": 0, "model.layers": 0, "lm_head": "cpu"}""");
         var warning = Assert.Single(map.CheckTiedParameters([["model.embed_tokens.weight", "lm_head.weight"]]));
-        Assert.Contains("lm_head.weight on cpu", warning, StringComparison.Ordinal);
+        Assert.Contains("lm_head.weight on cpu", warning.Message, StringComparison.Ordinal);
+        Assert.Equal(BigModelErrorCode.DeviceMapTiedParameterInvalid, warning.Code);
         Assert.Empty(map.CheckTiedParameters([["model.embed_tokens.weight", "model.layers.0.x"]]));
     }
 
@@ -149,5 +150,40 @@ public sealed class DeviceMapJsonTests : IDisposable
 
         // Without accelerators the cpu is where the model runs, not an offload target.
         DeviceMap.FromJson("""{"": "cpu"}""").Measure(tensors).ThrowIfOffloaded();
+    }
+
+    [Theory]
+    [InlineData("""{"\ud800": 0}""")]
+    [InlineData("""{"lm_head": "\udc00"}""")]
+    public void Unpaired_surrogates_are_a_typed_error(string json) =>
+        Assert.Equal(BigModelErrorCode.InvalidDeviceMap, Assert.Throws<BigModelException>(() => DeviceMap.FromJson(json)).Code);
+
+    [Fact]
+    public void Cleaning_a_map_of_200000_keys_takes_linear_time()
+    {
+        // Alternating devices, so nothing collapses and every key keeps its own size.
+        var entries = Enumerable.Range(0, 200_000).Select(i => new KeyValuePair<string, Device>($"m.{i}", i % 2 == 0 ? Device.Gpu(0) : Device.Cpu));
+        var tensors = Enumerable.Range(0, 200_000).Select(i => new BigModel.Checkpoints.TensorInfo($"m.{i}.w", BigModel.Checkpoints.DType.U8, [3], 3, "x", 0));
+        var measured = DeviceMap.FromEntries(entries).Measure(tensors);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var cleaned = measured.Clean();
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"cleaning took {clock.Elapsed}");
+        Assert.Equal(200_000, cleaned.Count);
+        Assert.All(cleaned.Entries, e => Assert.Equal(3, e.Bytes));
+    }
+
+    [Fact]
+    public void A_cleaned_key_sums_the_keys_it_replaced_and_nested_keys_are_counted_once()
+    {
+        var tensors = new[] { ("a.x", 10L), ("a.b.y", 5L), ("c.z", 7L), ("c.d.w", 1L) }
+            .Select(t => new BigModel.Checkpoints.TensorInfo(t.Item1, BigModel.Checkpoints.DType.U8, [t.Item2], t.Item2, "x", 0));
+        var map = DeviceMap.FromJson("""{"a": 0, "a.b": 1, "c": 0, "c.d": 0}""").Measure(tensors);
+        Assert.Equal([10L, 5L, 7L, 1L], map.Entries.Select(e => e.Bytes!.Value));
+        // Nothing collapses here: each key keeps what it covers, a nested key is not counted again in its parent.
+        Assert.Equal([("a", 10L), ("a.b", 5L), ("c", 7L), ("c.d", 1L)], map.Clean().Entries.Select(e => (e.Module, e.Bytes!.Value)));
+        var parts = new[] { ("c.d.w", 1L), ("c.e.v", 2L), ("f.u", 3L) }
+            .Select(t => new BigModel.Checkpoints.TensorInfo(t.Item1, BigModel.Checkpoints.DType.U8, [t.Item2], t.Item2, "x", 0));
+        var collapsing = DeviceMap.FromJson("""{"c.d": 0, "c.e": 0, "f": 1}""").Measure(parts);
+        Assert.Equal([("c", 3L), ("f", 3L)], collapsing.Clean().Entries.Select(e => (e.Module, e.Bytes!.Value)));
     }
 }

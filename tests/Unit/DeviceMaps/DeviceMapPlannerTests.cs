@@ -94,9 +94,10 @@ public sealed class DeviceMapPlannerTests : IDisposable
     {
         var map = DeviceMapPlanner.Plan(ModelForTest(), options: new DeviceMapOptions { MaxMemory = Budget((0, 200)) });
         Equal(Expected(("linear1", 0), ("batchnorm", "disk"), ("linear2", "disk")), AsDictionary(map));
-        var warning = Assert.Single(map.Warnings, w => w.StartsWith("The model does not fit without disk", StringComparison.Ordinal));
+        var warning = Assert.Single(map.Warnings, w => w.Message.StartsWith("The model does not fit without disk", StringComparison.Ordinal)).Message;
         Assert.Contains("172 B (172 bytes, 72.9% of 236 B)", warning, StringComparison.Ordinal);
         Assert.Contains("cpu is not in the budget", warning, StringComparison.Ordinal);
+        Assert.Equal(BigModelErrorCode.ModelDoesNotFit, map.Warnings.Single(w => w.Message == warning).Code);
         Assert.Equal(172, map.OffloadedBytes);
         Assert.Equal(172.0 / 236, map.OffloadedShare!.Value, 6);
     }
@@ -105,7 +106,8 @@ public sealed class DeviceMapPlannerTests : IDisposable
     public void Cpu_offload_is_reported_when_gpus_are_granted()
     {
         var map = DeviceMapPlanner.Plan(ModelForTest(), options: new DeviceMapOptions { MaxMemory = Budget((0, 200), ("cpu", 1000)) });
-        Assert.Contains(map.Warnings, w => w.StartsWith("172 B (172 bytes, 72.9% of the model) is offloaded to cpu", StringComparison.Ordinal));
+        Assert.Contains(map.Warnings, w => w.Message.StartsWith("172 B (172 bytes, 72.9% of the model) is offloaded to cpu", StringComparison.Ordinal)
+            && w.Code == BigModelErrorCode.OffloadedToSlowerDevice);
         Assert.Equal(BigModelErrorCode.OffloadedToSlowerDevice, Assert.Throws<BigModelException>(() => map.ThrowIfOffloaded()).Code);
         map.ThrowIfOffloaded(allowCpu: true);
     }
@@ -127,6 +129,17 @@ public sealed class DeviceMapPlannerTests : IDisposable
             NoSplit = ["model.layers.[0-"],
         }));
         Assert.Equal(BigModelErrorCode.DeviceMapInvalidPattern, e.Code);
+    }
+
+    [Theory]
+    [InlineData("model.layers.[")]
+    [InlineData("[")]
+    [InlineData("model.[0")]
+    public void An_unclosed_character_class_is_named_as_such(string pattern)
+    {
+        var e = Assert.Throws<BigModelException>(() => new ModuleNamePattern(pattern));
+        Assert.Equal(BigModelErrorCode.DeviceMapInvalidPattern, e.Code);
+        Assert.Contains("is never closed", e.Message);
     }
 
     [Fact]
@@ -165,7 +178,8 @@ public sealed class DeviceMapPlannerTests : IDisposable
     public void Disk_budget_is_not_enforced_but_reported()
     {
         var map = DeviceMapPlanner.Plan(ModelForTest(), options: new DeviceMapOptions { MaxMemory = Budget(("cpu", 150), ("disk", 10)) });
-        Assert.Contains(map.Warnings, w => w.StartsWith("Disk offload needs 236 B but the disk budget is 10 B", StringComparison.Ordinal));
+        Assert.Contains(map.Warnings, w => w.Message.StartsWith("Disk offload needs 236 B but the disk budget is 10 B", StringComparison.Ordinal)
+            && w.Code == BigModelErrorCode.MemoryBudgetExceeded);
     }
 
     [Fact]
@@ -217,5 +231,19 @@ public sealed class DeviceMapPlannerTests : IDisposable
     public void Module_name_globs(string pattern, string name, bool matches)
     {
         Assert.Equal(matches, new ModuleNamePattern(pattern).IsMatch(name));
+    }
+
+    [Fact]
+    public void Options_from_text_read_every_field_and_keep_defaults_for_blanks()
+    {
+        var options = DeviceMapOptions.FromText(null, "balanced_low_0", "float16", "2GiB", ["model.layers.*"]);
+        Assert.Equal(DeviceMapStrategy.BalancedLow0, options.Strategy);
+        Assert.Equal(DType.F16, options.DType);
+        Assert.Equal(2L << 30, options.Reserve);
+        Assert.Equal(["model.layers.*"], options.NoSplit);
+        var defaults = DeviceMapOptions.FromText(null, " ", "", null);
+        Assert.Equal((DeviceMapStrategy.Auto, (DType?)null, 0L), (defaults.Strategy, defaults.DType, defaults.Reserve));
+        Assert.Equal(BigModelErrorCode.InvalidSize, Assert.Throws<BigModelException>(() => DeviceMapOptions.FromText(null, reserve: "lots")).Code);
+        Assert.Equal(BigModelErrorCode.InvalidDType, Assert.Throws<BigModelException>(() => DeviceMapOptions.FromText(null, dtype: "float7")).Code);
     }
 }

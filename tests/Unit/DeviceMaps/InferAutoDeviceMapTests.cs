@@ -1,5 +1,6 @@
 using BigModel.Checkpoints;
 using BigModel.DeviceMaps;
+using BigModel.Errors;
 using static BigModel.Tests.DeviceMaps.AccelerateModels;
 
 namespace BigModel.Tests.DeviceMaps;
@@ -120,7 +121,7 @@ public sealed class InferAutoDeviceMapTests
         var tree = Tree([.. Linear("compute", 3, 8)], tied: [["compute.weight", "compute.weight_submodule.parameter"]]);
         var result = AutoDeviceMap.Infer(tree, Budget((0, 4), ("cpu", 96000)));
         Equal(Expected(("", "cpu")), Cleaned(result));
-        Assert.Contains(result.Warnings, w => w.Contains("No module could be placed on cuda:0", StringComparison.Ordinal));
+        Assert.Contains(result.Warnings, w => w.Message.Contains("No module could be placed on cuda:0", StringComparison.Ordinal) && w.Code == BigModelErrorCode.DeviceLeftEmpty);
     }
 
     private static List<TensorInfo> WithBuffers(bool linear3)
@@ -143,7 +144,7 @@ public sealed class InferAutoDeviceMapTests
         var tree = Tree(WithBuffers(false), buffers: TestBuffers);
         var result = AutoDeviceMap.Infer(tree, Budget((0, 400), ("cpu", 1_000_000_000)));
         Equal(Expected(("linear1", 0), ("batchnorm", "cpu"), ("linear2", "cpu")), Cleaned(result));
-        Assert.Contains(result.Warnings, w => w.Contains("buffers", StringComparison.Ordinal) && w.Contains("280 B", StringComparison.Ordinal));
+        Assert.Contains(result.Warnings, w => w.Message.Contains("buffers", StringComparison.Ordinal) && w.Message.Contains("280 B", StringComparison.Ordinal));
 
         var offloaded = AutoDeviceMap.Infer(tree, Budget((0, 400), ("cpu", 1_000_000_000)), offloadBuffers: true);
         Equal(Expected(("linear1", 0), ("batchnorm", "cpu"), ("linear2", "cpu")), Cleaned(offloaded));
@@ -221,7 +222,7 @@ public sealed class InferAutoDeviceMapTests
         var tree = Tree(tensors, buffers: ["linear1.buffer1", "batchnorm.buffer2", "linear2.buffer3"]);
         var result = AutoDeviceMap.Infer(tree, Budget((0, 678)), fallbackAllocation: true);
         Equal(Expected(("batchnorm", 0), ("linear1", "disk"), ("linear2", "disk")), Cleaned(result));
-        Assert.Contains(result.Warnings, w => w.Contains("offload the buffers", StringComparison.Ordinal));
+        Assert.Contains(result.Warnings, w => w.Message.Contains("offload the buffers", StringComparison.Ordinal) && w.Code == BigModelErrorCode.OffloadedBuffersMayNotFit);
     }
 
     [Fact]

@@ -99,4 +99,10 @@ public sealed class MaxMemoryTests
         Assert.True(memory[Device.Cpu] > 0);
         Assert.Contains(notes, n => n.StartsWith("cpu:", StringComparison.Ordinal));
     }
+
+    [Theory]
+    [InlineData("""{"\ud800": "1GB"}""")]
+    [InlineData("""{"cpu": "1\udc00GB"}""")]
+    public void Unpaired_surrogates_in_a_json_budget_are_a_typed_error(string json) =>
+        Assert.Equal(BigModelErrorCode.InvalidArgument, Assert.Throws<BigModelException>(() => MaxMemory.FromJson(json)).Code);
 }

@@ -54,7 +54,7 @@ public sealed class Stories260KTests : IDisposable
         Assert.Contains(map.Log, l => l.StartsWith("model.embed_tokens with its tied lm_head", StringComparison.Ordinal));
         Assert.Contains(map.Log, l => l.StartsWith("model.layers.0 (177.50 KiB) does not fit on cuda:0", StringComparison.Ordinal)
             && l.Contains("no-split block", StringComparison.Ordinal));
-        var warning = Assert.Single(map.Warnings, w => w.StartsWith("The model does not fit without disk", StringComparison.Ordinal));
+        var warning = Assert.Single(map.Warnings, w => w.Message.StartsWith("The model does not fit without disk", StringComparison.Ordinal)).Message;
         Assert.Contains($"({4 * Layer + 256} bytes, 69.9% of", warning, StringComparison.Ordinal);
         Assert.Equal(BigModelErrorCode.ModelDoesNotFit, Assert.Throws<BigModelException>(() => map.ThrowIfOffloaded(allowCpu: true)).Code);
 
@@ -110,6 +110,26 @@ public sealed class Stories260KTests : IDisposable
         var options = new DeviceMapOptions { MaxMemory = Budget((0, 400_000), ("cpu", 400_000)) };
         var fromConfig = DeviceMapPlanner.PlanFromConfig(checkpoint.Config!, options);
         Assert.Equal(DeviceMapPlanner.Plan(checkpoint, options).ToJson(), fromConfig.ToJson());
+    }
+
+    [Stories260KFact]
+    public void A_path_a_checkpoint_and_a_config_plan_alike_and_a_family_reorders_both_forms()
+    {
+        var options = new DeviceMapOptions { MaxMemory = Budget((0, 400_000), ("cpu", 400_000)) };
+        var fromFolder = DeviceMapPlanner.Plan(Stories260KFactAttribute.Folder, options);
+        var fromConfig = DeviceMapPlanner.Plan(Path.Combine(Stories260KFactAttribute.Folder, "config.json"), options);
+        Assert.Equal(fromFolder.ToJson(), fromConfig.ToJson());
+        Assert.Equal(DeviceMapPlanner.Plan(Open(), options).ToJson(), fromFolder.ToJson());
+
+        // Without config.json the family comes from -Architecture; the pipeline and the path give the same plan.
+        var folder = _dir.Combine("bare");
+        Directory.CreateDirectory(folder);
+        File.CreateSymbolicLink(Path.Combine(folder, "model.safetensors"), Path.Combine(Stories260KFactAttribute.Folder, "model.safetensors"));
+        var bare = Checkpoint.Open(folder);
+        var byPath = DeviceMapPlanner.Plan(folder, options, ArchitectureCatalog.Llama);
+        var byObject = DeviceMapPlanner.Plan(bare, options, ArchitectureCatalog.Llama);
+        Assert.Equal(byPath.ToJson(), byObject.ToJson());
+        Assert.Equal(byPath.Log, byObject.Log);
     }
 
     [Stories260KFact]

@@ -67,6 +67,27 @@ public sealed class FixtureFolderTests : IDisposable
     }
 
     [Fact]
+    public void A_failed_replacement_puts_the_previous_fixture_back()
+    {
+        var target = Make("out", "r", "old data");
+        int moves = 0;
+        using (var folder = FixtureFolder.Begin(target, "r", force: true)!)
+        {
+            File.WriteAllText(folder.Combine("a.txt"), "new data");
+            var e = Assert.Throws<BigModelException>(() => folder.Commit((from, to) =>
+            {
+                // The second rename, the new fixture into place, fails as a full or read-only disk would make it.
+                if (++moves == 2) throw new IOException("simulated rename failure");
+                Directory.Move(from, to);
+            }));
+            Assert.Equal(BigModelErrorCode.IoFailure, e.Code);
+        }
+        Assert.Equal("old data", File.ReadAllText(Path.Combine(target, "a.txt")));
+        Assert.True(FixtureFolder.IsComplete(target, "r"));
+        Assert.Equal(["out"], Directory.GetFileSystemEntries(_dir.Path).Select(Path.GetFileName));
+    }
+
+    [Fact]
     public void Command_line_reports_bad_options_as_typed_errors()
     {
         var output = new StringWriter();

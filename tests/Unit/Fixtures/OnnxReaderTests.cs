@@ -191,4 +191,15 @@ public sealed class OnnxReaderTests
         var external = Pb.Msg(7, Pb.Msg(5, Pb.Int(1, 3), Pb.Int(2, 1), Pb.Str(8, "w"), Pb.Int(14, 1)));
         Assert.Contains("external", Assert.Throws<BigModelException>(() => OnnxModel.Parse(external)).Message);
     }
+
+    [Theory]
+    [InlineData(new long[] { 1L << 20, 1L << 20, int.MaxValue })]
+    [InlineData(new long[] { int.MaxValue, int.MaxValue, int.MaxValue })]
+    public void Dimensions_whose_product_would_wrap_are_refused(long[] dims)
+    {
+        var huge = Pb.Msg(7, Pb.Msg(5, [.. dims.SelectMany(d => Pb.Int(1, d)).ToArray()], Pb.Int(2, 1), Pb.Str(8, "w")));
+        var e = Assert.Throws<BigModelException>(() => OnnxModel.Parse(huge));
+        Assert.Contains("implausibly large", e.Message);
+        Assert.Equal("w", e.Tensor);
+    }
 }

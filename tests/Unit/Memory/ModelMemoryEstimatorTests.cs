@@ -1,6 +1,7 @@
 using System.Text;
 using BigModel.Architectures;
 using BigModel.Checkpoints;
+using BigModel.Errors;
 using BigModel.Memory;
 using BigModel.Tests.Support;
 
@@ -126,5 +127,31 @@ public sealed class ModelMemoryEstimatorTests
         Assert.Equal(BigModel.Errors.BigModelErrorCode.InvalidDType,
             Assert.Throws<BigModel.Errors.BigModelException>(() => MemoryDType.Parse("float7")).Code);
         Assert.Equal(MemoryDType.BFloat16, MemoryDType.Parse("BF16"));
+    }
+
+    [Fact]
+    public void A_budget_check_names_every_figure_and_passes_at_the_limit()
+    {
+        var row = ModelMemoryEstimator.Estimate(Config("""{"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":64,"intermediate_size":172,"num_hidden_layers":5,"num_attention_heads":8,"num_key_value_heads":4,"vocab_size":512,"max_position_embeddings":512}"""),
+            new MemoryEstimateOptions { DTypes = [MemoryDType.Float32] })[0];
+        row.ThrowIfOver(row.InferenceBytes);
+        var e = Assert.Throws<BigModelException>(() => row.ThrowIfOver(row.InferenceBytes - 1, "tight"));
+        Assert.Equal(BigModelErrorCode.MemoryBudgetExceeded, e.Code);
+        Assert.Contains("over the budget of tight", e.Message, StringComparison.Ordinal);
+        Assert.Contains(row.TotalBytes.ToString("N0", System.Globalization.CultureInfo.InvariantCulture), e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("config.json", true)]
+    [InlineData("llama-7b.json", true)]
+    [InlineData("model.safetensors.index.json", false)]
+    [InlineData("model.safetensors", false)]
+    public void One_rule_tells_a_config_from_a_checkpoint(string name, bool isConfig)
+    {
+        using var dir = new TempDirectory();
+        var path = dir.Combine(name);
+        File.WriteAllText(path, "{}");
+        Assert.Equal(isConfig, ModelConfig.IsConfigFile(path));
+        Assert.False(ModelConfig.IsConfigFile(dir.Combine("missing.json")));
     }
 }

@@ -85,30 +85,52 @@ public sealed class FixtureFolder : IDisposable
         return new FixtureFolder(full, recipe, temporary);
     }
 
-    /// <summary>Writes the marker and renames the folder into place, replacing whatever was there.</summary>
-    public void Commit()
+    /// <summary>
+    /// Writes the marker and renames the folder into place, replacing whatever was there. Should the last rename fail,
+    /// the folder that was there is put back.
+    /// </summary>
+    public void Commit() => Commit(Directory.Move);
+
+    /// <summary><see cref="Commit()"/> with the rename given, so tests can make it fail.</summary>
+    internal void Commit(Action<string, string> moveDirectory)
     {
         var files = new JsonObject();
         foreach (var file in Directory.EnumerateFiles(Path, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
             files[System.IO.Path.GetRelativePath(Path, file).Replace('\\', '/')] = new FileInfo(file).Length;
         var marker = new JsonObject { ["recipe"] = Recipe, ["files"] = files };
         File.WriteAllText(Combine(MarkerFileName), marker.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        bool restored = false;
         try
         {
             string? old = null;
             if (Directory.Exists(Destination))
             {
                 old = Path + ".old";
-                Directory.Move(Destination, old);
+                moveDirectory(Destination, old);
             }
-            Directory.Move(Path, Destination);
+            try
+            {
+                moveDirectory(Path, Destination);
+            }
+            catch (Exception) when (old is not null && !Directory.Exists(Destination))
+            {
+                // Leave the previous fixture where it was rather than lose it; the new one is deleted on dispose.
+                try
+                {
+                    moveDirectory(old, Destination);
+                    restored = true;
+                }
+                catch (Exception restore) when (restore is IOException or UnauthorizedAccessException) { }
+                throw;
+            }
             _committed = true;
             if (old is not null) Directory.Delete(old, recursive: true);
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            // Another process may have completed the same fixture meanwhile; theirs is as good as ours.
-            if (IsComplete(Destination, Recipe)) return;
+            // Another process may have completed the same fixture meanwhile; theirs is as good as ours. The fixture put
+            // back after a failed replacement is not that: the replacement was asked for and did not happen.
+            if (!restored && IsComplete(Destination, Recipe)) return;
             throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, Destination, inner: e);
         }
     }

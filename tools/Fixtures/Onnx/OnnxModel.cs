@@ -270,13 +270,15 @@ public sealed class OnnxModel
         else if (integers is not null) data = IntegersToBytes(integers, type, file, start, name);
         else data = ReadOnlyMemory<byte>.Empty;
 
+        // No real tensor has more than 2^40 elements. Checking before each multiplication keeps the product exact: a
+        // running product up to 2^40 times a dimension below 2^31 could otherwise pass 2^63 and wrap.
+        const long maxElements = 1L << 40;
         long elements = 1;
         foreach (var d in dims)
         {
-            // Each dimension is below 2^31, so the product only needs checking against the largest real tensor.
-            elements *= d;
-            if (elements > 1L << 40)
+            if (d != 0 && elements > maxElements / d)
                 throw new BigModelException(BigModelErrorCode.UnsupportedFormat, $"the tensor's dimensions [{string.Join(", ", dims)}] are implausibly large.", file, start, name);
+            elements *= d;
         }
         var tensor = new OnnxTensor(name, type, [.. dims], data, start);
         int size = type.ElementSize();

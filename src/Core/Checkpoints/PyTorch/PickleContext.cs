@@ -1,4 +1,5 @@
 using BigModel.Errors;
+using BigModel.IO;
 
 namespace BigModel.Checkpoints.PyTorch;
 
@@ -22,5 +23,5 @@ internal sealed class PickleContext
 
     /// <summary>An error at byte <paramref name="at"/> of the pickle (the absolute file offset when the entry is stored).</summary>
     public BigModelException Error(BigModelErrorCode code, string message, long at) =>
-        new(code, $"{message} ({ZipArchiveIndex.Show(EntryName)} byte {at})", File, BaseOffset is long b ? b + at : null);
+        new(code, $"{message} ({Excerpt.Of(EntryName)} byte {at})", File, BaseOffset is long b ? b + at : null);
 }

@@ -5,7 +5,12 @@ namespace BigModel.Checkpoints.PyTorch;
 /// <summary>The text operands of protocol 0: Python bytes literals (STRING) and raw-unicode-escape text (UNICODE).</summary>
 internal static class PickleText
 {
-    /// <summary>The body of a protocol-0 STRING: a Python bytes literal in quotes, with backslash escapes.</summary>
+    private static readonly UTF8Encoding StrictUtf8 = new(false, true);
+
+    /// <summary>
+    /// The body of a protocol-0 STRING: a Python bytes literal in quotes, with backslash escapes, whose bytes are then
+    /// decoded as UTF-8, as torch.load (encoding="utf-8") and the BINSTRING opcodes do.
+    /// </summary>
     public static bool TryDecodeStringLiteral(ReadOnlySpan<byte> line, out string value, out string error)
     {
         value = "";
@@ -16,28 +21,28 @@ internal static class PickleText
             return false;
         }
         var body = line[1..^1];
-        var sb = new StringBuilder(body.Length);
+        var bytes = new List<byte>(body.Length);
         for (int i = 0; i < body.Length; i++)
         {
             byte b = body[i];
             if (b != (byte)'\\' || i + 1 >= body.Length)
             {
-                sb.Append((char)b);
+                bytes.Add(b);
                 continue;
             }
             byte e = body[++i];
             switch (e)
             {
-                case (byte)'\\': sb.Append('\\'); break;
-                case (byte)'\'': sb.Append('\''); break;
-                case (byte)'"': sb.Append('"'); break;
-                case (byte)'n': sb.Append('\n'); break;
-                case (byte)'r': sb.Append('\r'); break;
-                case (byte)'t': sb.Append('\t'); break;
-                case (byte)'a': sb.Append('\a'); break;
-                case (byte)'b': sb.Append('\b'); break;
-                case (byte)'f': sb.Append('\f'); break;
-                case (byte)'v': sb.Append('\v'); break;
+                case (byte)'\\': bytes.Add((byte)'\\'); break;
+                case (byte)'\'': bytes.Add((byte)'\''); break;
+                case (byte)'"': bytes.Add((byte)'"'); break;
+                case (byte)'n': bytes.Add((byte)'\n'); break;
+                case (byte)'r': bytes.Add((byte)'\r'); break;
+                case (byte)'t': bytes.Add((byte)'\t'); break;
+                case (byte)'a': bytes.Add((byte)'\a'); break;
+                case (byte)'b': bytes.Add((byte)'\b'); break;
+                case (byte)'f': bytes.Add((byte)'\f'); break;
+                case (byte)'v': bytes.Add((byte)'\v'); break;
                 case (byte)'\n': break;
                 case (byte)'x':
                     if (i + 2 >= body.Length || !IsHex(body[i + 1]) || !IsHex(body[i + 2]))
@@ -45,7 +50,7 @@ internal static class PickleText
                         error = "has an invalid \\x escape";
                         return false;
                     }
-                    sb.Append((char)(HexValue(body[i + 1]) * 16 + HexValue(body[i + 2])));
+                    bytes.Add((byte)(HexValue(body[i + 1]) * 16 + HexValue(body[i + 2])));
                     i += 2;
                     break;
                 case >= (byte)'0' and <= (byte)'7':
@@ -53,15 +58,24 @@ internal static class PickleText
                     int octal = e - '0';
                     for (int k = 0; k < 2 && i + 1 < body.Length && body[i + 1] is >= (byte)'0' and <= (byte)'7'; k++)
                         octal = octal * 8 + (body[++i] - '0');
-                    sb.Append((char)(octal & 0xFF));
+                    bytes.Add((byte)(octal & 0xFF));
                     break;
                 }
                 default:
-                    sb.Append('\\').Append((char)e);
+                    bytes.Add((byte)'\\');
+                    bytes.Add(e);
                     break;
             }
         }
-        value = sb.ToString();
+        try
+        {
+            value = StrictUtf8.GetString(bytes.ToArray());
+        }
+        catch (DecoderFallbackException)
+        {
+            error = "is not valid UTF-8 once its escapes are decoded";
+            return false;
+        }
         return true;
     }
 

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using BigModel.Errors;
+using BigModel.IO;
 using Microsoft.Win32.SafeHandles;
 
 namespace BigModel.Checkpoints.PyTorch;
@@ -24,10 +25,8 @@ public static class PyTorchCheckpointReader
     {
         limits ??= PyTorchLimits.Default;
         var full = Path.GetFullPath(path);
-        using var handle = Open(full);
-        long length;
-        try { length = RandomAccess.GetLength(handle); }
-        catch (IOException e) { throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, full, inner: e); }
+        using var handle = ReadableFile.OpenHandle(full, "the checkpoint file");
+        long length = ReadableFile.Length(handle, full);
 
         var head = new byte[(int)Math.Min(length, 512)];
         ZipArchiveIndex.ReadAt(handle, head, 0, full, "first bytes");
@@ -46,30 +45,6 @@ public static class PyTorchCheckpointReader
         return StateDictFlattener.Flatten(root, full, limits);
     }
 
-    private static SafeFileHandle Open(string path)
-    {
-        try
-        {
-            return File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
-        }
-        catch (FileNotFoundException e)
-        {
-            throw new BigModelException(BigModelErrorCode.PathNotFound, "no such file.", path, inner: e);
-        }
-        catch (DirectoryNotFoundException e)
-        {
-            throw new BigModelException(BigModelErrorCode.PathNotFound, "no such file.", path, inner: e);
-        }
-        catch (UnauthorizedAccessException e)
-        {
-            throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, inner: e);
-        }
-        catch (IOException e)
-        {
-            throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, inner: e);
-        }
-    }
-
     /// <summary>
     /// The one <c>&lt;prefix&gt;data.pkl</c> of the archive. torch names the top folder after the file
     /// (<c>pytorch_model/</c>) or <c>archive/</c> when saving to a buffer, so any prefix is accepted, but only one.
@@ -82,7 +57,7 @@ public static class PyTorchCheckpointReader
             if (e.Name != PickleName && !e.Name.EndsWith("/" + PickleName, StringComparison.Ordinal)) continue;
             if (found is not null)
                 throw new BigModelException(BigModelErrorCode.PickleZipCorrupt,
-                    $"the archive holds several pickles ('{ZipArchiveIndex.Show(found.Name)}' and '{ZipArchiveIndex.Show(e.Name)}'); a torch.save archive has exactly one data.pkl.", path);
+                    $"the archive holds several pickles ('{Excerpt.Of(found.Name)}' and '{Excerpt.Of(e.Name)}'); a torch.save archive has exactly one data.pkl.", path);
             found = e;
         }
         if (found is null)
@@ -123,7 +98,7 @@ public static class PyTorchCheckpointReader
             throw new BigModelException(BigModelErrorCode.UnsupportedFormat,
                 "the archive was written on a big-endian machine (byteorder 'big'); only little-endian archives can be read in place. Load and re-save it on a little-endian machine.", zip.Path, entry.DataOffset);
         throw new BigModelException(BigModelErrorCode.PickleMalformed,
-            $"the byteorder entry says '{ZipArchiveIndex.Show(text)}'; expected 'little' or 'big'.", zip.Path, entry.DataOffset);
+            $"the byteorder entry says '{Excerpt.Of(text)}'; expected 'little' or 'big'.", zip.Path, entry.DataOffset);
     }
 
     /// <summary>Explains what a file that is not a zip archive most likely is.</summary>

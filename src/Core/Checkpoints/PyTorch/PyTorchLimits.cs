@@ -40,6 +40,12 @@ public sealed record PyTorchLimits
     /// <summary>Most tensors one archive may hold.</summary>
     public int MaxTensors { get; init; } = 1_000_000;
 
+    /// <summary>
+    /// Largest logical size of one tensor, in bytes. A view with zero strides may describe any number of elements over
+    /// a single stored one; beyond this no real checkpoint goes, and sums and reads of such sizes would not end.
+    /// </summary>
+    public long MaxTensorBytes { get; init; } = 1L << 50;
+
     /// <summary>Most dimensions a tensor may have (torch's own limit is 64).</summary>
     public int MaxRank { get; init; } = 64;
 

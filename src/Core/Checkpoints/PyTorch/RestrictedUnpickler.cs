@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Numerics;
 using System.Text;
 using BigModel.Errors;
+using BigModel.IO;
 using static BigModel.Checkpoints.PyTorch.PickleOpcodes;
 
 namespace BigModel.Checkpoints.PyTorch;
@@ -527,7 +528,7 @@ internal sealed class RestrictedUnpickler
                     if (c > 0x7F) throw Malformed($"{function}: character U+{(int)c:X4} cannot be encoded as ASCII.");
                 return Encoding.ASCII.GetBytes(s);
             default:
-                throw Malformed($"{function} with encoding '{ZipArchiveIndex.Show(name)}' is not supported.");
+                throw Malformed($"{function} with encoding '{Excerpt.Of(name)}' is not supported.");
         }
     }
 
@@ -702,14 +703,14 @@ internal sealed class RestrictedUnpickler
         if (text.Length > MaxIntegerDigits + 1) throw TooLarge($"an integer of {text.Length} digits exceeds the limit of {MaxIntegerDigits}.");
         if (long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var l)) return l;
         if (BigInteger.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var big)) return big;
-        throw Malformed($"{Name(_op)} operand '{ZipArchiveIndex.Show(text)}' is not an integer.");
+        throw Malformed($"{Name(_op)} operand '{Excerpt.Of(text)}' is not an integer.");
     }
 
     private long ParseMemoIndex(ReadOnlySpan<byte> line)
     {
         var text = Ascii(line);
         if (text.Length > 20 || !long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var index))
-            throw Malformed($"{Name(_op)} operand '{ZipArchiveIndex.Show(text)}' is not a memo index.");
+            throw Malformed($"{Name(_op)} operand '{Excerpt.Of(text)}' is not a memo index.");
         if (index < 0) throw Malformed($"{Name(_op)} uses a negative memo index ({index}).");
         return index;
     }
@@ -724,7 +725,7 @@ internal sealed class RestrictedUnpickler
             case "nan": case "+nan": case "-nan": return double.NaN;
         }
         if (text.Length <= 400 && double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var d)) return d;
-        throw Malformed($"FLOAT operand '{ZipArchiveIndex.Show(text)}' is not a number.");
+        throw Malformed($"FLOAT operand '{Excerpt.Of(text)}' is not a number.");
     }
 
     private string Ascii(ReadOnlySpan<byte> bytes)

@@ -1,5 +1,6 @@
 using System.Globalization;
 using BigModel.Errors;
+using BigModel.IO;
 
 namespace BigModel.Checkpoints.PyTorch;
 
@@ -30,6 +31,7 @@ internal static class StateDictFlattener
                 $"the archive holds {what}, not a state dict (a dict of tensor names to tensors); save model.state_dict() instead.", file);
         }
         var tensors = new List<TensorInfo>();
+        long totalBytes = 0;
         var names = new HashSet<string>(StringComparer.Ordinal);
         var visited = new HashSet<object>(ReferenceEqualityComparer.Instance) { root };
         var stack = new Stack<Frame>();
@@ -51,7 +53,7 @@ internal static class StateDictFlattener
             if (part is null) continue;
             if ((long)frame.Prefix.Length + 1 + part.Length > limits.MaxNameLength)
                 throw new BigModelException(BigModelErrorCode.PickleTooLarge,
-                    $"a tensor name would be longer than {limits.MaxNameLength} characters.", file, tensor: ZipArchiveIndex.Show(frame.Prefix));
+                    $"a tensor name would be longer than {limits.MaxNameLength} characters.", file, tensor: Excerpt.Of(frame.Prefix));
             var name = frame.Prefix.Length == 0 ? part : frame.Prefix + "." + part;
             switch (value)
             {
@@ -60,12 +62,17 @@ internal static class StateDictFlattener
                         throw new BigModelException(BigModelErrorCode.PickleMalformed, "two entries of the state dict flatten to the same tensor name.", file, tensor: name);
                     if (tensors.Count >= limits.MaxTensors)
                         throw new BigModelException(BigModelErrorCode.PickleTooLarge, $"the archive holds more than {limits.MaxTensors} tensors.", file);
-                    tensors.Add(Describe(tensor, name, file));
+                    var info = Describe(tensor, name, file, limits);
+                    if (info.ByteLength > long.MaxValue - totalBytes)
+                        throw new BigModelException(BigModelErrorCode.PickleTooLarge,
+                            $"the tensors' logical sizes add up to more than {long.MaxValue} bytes.", file, tensor: name);
+                    totalBytes += info.ByteLength;
+                    tensors.Add(info);
                     break;
                 case PyDict or PyList or object?[] when visited.Add(value):
                     if (frame.Depth + 1 > limits.MaxNestingDepth)
                         throw new BigModelException(BigModelErrorCode.PickleTooLarge,
-                            $"the state dict nests deeper than {limits.MaxNestingDepth} levels.", file, tensor: ZipArchiveIndex.Show(name));
+                            $"the state dict nests deeper than {limits.MaxNestingDepth} levels.", file, tensor: Excerpt.Of(name));
                     stack.Push(new Frame(value, name, frame.Depth + 1));
                     break;
             }
@@ -99,7 +106,7 @@ internal static class StateDictFlattener
     }
 
     /// <summary>The tensor's place in the archive file, after checking that its view lies inside its storage.</summary>
-    private static TensorInfo Describe(TorchTensor t, string name, string file)
+    private static TensorInfo Describe(TorchTensor t, string name, string file, PyTorchLimits limits)
     {
         int elementBytes = t.DType.Bits() / 8;
         long storageElements = t.Storage.ByteLength / elementBytes;
@@ -117,15 +124,20 @@ internal static class StateDictFlattener
         catch (OverflowException)
         {
             throw new BigModelException(BigModelErrorCode.PickleInvalidTensor,
-                $"the shape [{string.Join(", ", t.Shape)}] with strides [{string.Join(", ", t.Strides)}] overflows 64-bit sizes.", file, tensor: name);
+                $"the shape {Shapes.Format(t.Shape)} with strides {Shapes.Format(t.Strides)} overflows 64-bit sizes.", file, tensor: name);
         }
         bool fits = elements == 0 ? t.StorageOffset <= storageElements : lastIndex < storageElements;
         if (!fits)
             throw new BigModelException(BigModelErrorCode.PickleStorageOutOfRange,
-                $"the view (offset {t.StorageOffset}, shape [{string.Join(", ", t.Shape)}], strides [{string.Join(", ", t.Strides)}]) reaches element {(elements == 0 ? t.StorageOffset : lastIndex)} of storage '{t.Storage.Key}', which holds {storageElements} {t.DType.TorchName()} elements.",
+                $"the view (offset {t.StorageOffset}, shape {Shapes.Format(t.Shape)}, strides {Shapes.Format(t.Strides)}) reaches element {(elements == 0 ? t.StorageOffset : lastIndex)} of storage '{t.Storage.Key}', which holds {storageElements} {t.DType.TorchName()} elements.",
+                file, t.Storage.DataOffset, name);
+        long bytes = elements * elementBytes;
+        if (bytes > limits.MaxTensorBytes)
+            throw new BigModelException(BigModelErrorCode.PickleTooLarge,
+                $"the view (shape {Shapes.Format(t.Shape)}, strides {Shapes.Format(t.Strides)}) describes {bytes} bytes over a storage of {t.Storage.ByteLength}; the limit for one tensor is {limits.MaxTensorBytes}.",
                 file, t.Storage.DataOffset, name);
         long dataOffset = t.Storage.DataOffset + t.StorageOffset * elementBytes;
-        return new TensorInfo(name, t.DType, t.Shape, elements * elementBytes, file, dataOffset, elements == 0 || IsRowMajor(t) ? null : t.Strides);
+        return new TensorInfo(name, t.DType, t.Shape, bytes, file, dataOffset, elements == 0 || IsRowMajor(t) ? null : t.Strides);
     }
 
     /// <summary>torch's is_contiguous for a non-empty tensor: strides of a dense row-major layout, ignoring dimensions of size 1.</summary>

@@ -1,4 +1,5 @@
 using BigModel.Errors;
+using BigModel.IO;
 
 namespace BigModel.Checkpoints.PyTorch;
 
@@ -48,15 +49,15 @@ internal static class TorchGlobals
         // No allowlisted name is anywhere near this long; checking first keeps memoised giant strings cheap.
         if (module.Length + name.Length > MaxNameLength)
             throw context.Error(BigModelErrorCode.PickleForbiddenGlobal,
-                $"forbidden global '{ZipArchiveIndex.Show(module)}.{ZipArchiveIndex.Show(name)}' ({module.Length + name.Length} characters): not on the allowlist. Nothing was imported or executed.", at);
+                $"forbidden global '{Excerpt.Of(module)}.{Excerpt.Of(name)}' ({module.Length + name.Length} characters): not on the allowlist. Nothing was imported or executed.", at);
         if (ModuleRenames.TryGetValue(module, out var renamed)) module = renamed;
         var full = module + "." + name;
         if (Allowed.TryGetValue(full, out var global)) return global;
         if (SafeButUnsupported.TryGetValue(full, out var what))
             throw context.Error(BigModelErrorCode.PickleUnsupportedTensorType,
-                $"the pickle uses {ZipArchiveIndex.Show(full)}: {what} cannot be read by BigModel; convert them to dense tensors (tensor.dequantize() / .to_dense()) and save again.", at);
+                $"the pickle uses {Excerpt.Of(full)}: {what} cannot be read by BigModel; convert them to dense tensors (tensor.dequantize() / .to_dense()) and save again.", at);
         throw context.Error(BigModelErrorCode.PickleForbiddenGlobal,
-            $"forbidden global '{ZipArchiveIndex.Show(full)}': a weights file may only name torch tensor rebuild functions, storage types, dtypes, torch.Size, OrderedDict and plain containers (the rules of torch.load(weights_only=True)). Nothing was imported or executed.", at);
+            $"forbidden global '{Excerpt.Of(full)}': a weights file may only name torch tensor rebuild functions, storage types, dtypes, torch.Size, OrderedDict and plain containers (the rules of torch.load(weights_only=True)). Nothing was imported or executed.", at);
     }
 
     private static Dictionary<string, PyGlobal> Build()

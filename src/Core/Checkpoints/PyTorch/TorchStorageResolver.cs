@@ -1,5 +1,6 @@
 using System.Text;
 using BigModel.Errors;
+using BigModel.IO;
 
 namespace BigModel.Checkpoints.PyTorch;
 
@@ -31,7 +32,7 @@ internal sealed class TorchStorageResolver
         var tag = Text(id[0]);
         if (tag != "storage")
             throw _context.Error(BigModelErrorCode.PickleForbiddenGlobal,
-                $"persistent id of kind '{ZipArchiveIndex.Show(tag ?? RestrictedUnpickler.TypeName(id[0]))}': a weights file may only refer to storages.", at);
+                $"persistent id of kind '{Excerpt.Of(tag ?? RestrictedUnpickler.TypeName(id[0]))}': a weights file may only refer to storages.", at);
         if (id.Length != 5)
             throw _context.Error(BigModelErrorCode.PickleMalformed, $"a storage persistent id has 5 items ('storage', type, key, location, numel), not {id.Length}.", at);
         if (id[1] is not PyGlobal { Kind: TorchGlobalKind.StorageType or TorchGlobalKind.UntypedStorageType } type)
@@ -41,7 +42,7 @@ internal sealed class TorchStorageResolver
         var keyProblem = KeyProblem(key);
         if (keyProblem is not null)
             throw _context.Error(BigModelErrorCode.PickleZipEntryUnsafe,
-                $"a persistent id names storage '{ZipArchiveIndex.Show(key)}', which {keyProblem}; storage keys are plain names of entries under {ZipArchiveIndex.Show(_prefix)}data/.", at);
+                $"a persistent id names storage '{Excerpt.Of(key)}', which {keyProblem}; storage keys are plain names of entries under {Excerpt.Of(_prefix)}data/.", at);
         if (id[3] is not (string or byte[]))
             throw _context.Error(BigModelErrorCode.PickleMalformed, $"a storage location must be a string, got {RestrictedUnpickler.TypeName(id[3])}.", at);
         if (id[4] is not long numel || numel < 0)
@@ -49,25 +50,25 @@ internal sealed class TorchStorageResolver
         if (_storages.TryGetValue(key, out var known)) return known;
 
         if (type.Kind == TorchGlobalKind.StorageType && type.DType is null)
-            throw _context.Error(BigModelErrorCode.PickleUnsupportedTensorType, $"storage '{ZipArchiveIndex.Show(key)}' is a {type.FullName}: {type.Unsupported}.", at);
+            throw _context.Error(BigModelErrorCode.PickleUnsupportedTensorType, $"storage '{Excerpt.Of(key)}' is a {type.FullName}: {type.Unsupported}.", at);
         var entryName = _prefix + "data/" + key;
         var entry = _zip.Find(entryName)
             ?? throw _context.Error(BigModelErrorCode.PickleZipEntryMissing,
-                $"a persistent id names storage '{ZipArchiveIndex.Show(key)}' but the archive has no entry '{ZipArchiveIndex.Show(entryName)}'.", at);
+                $"a persistent id names storage '{Excerpt.Of(key)}' but the archive has no entry '{Excerpt.Of(entryName)}'.", at);
         if (entry.Method != ZipEntry.Stored)
             throw new BigModelException(BigModelErrorCode.PickleZipEntryCompressed,
-                $"the storage entry '{ZipArchiveIndex.Show(entryName)}' is compressed (method {entry.Method}); tensor data must be stored uncompressed, as torch.save writes it, so that it can be read in place. Re-save the checkpoint with torch.save.",
+                $"the storage entry '{Excerpt.Of(entryName)}' is compressed (method {entry.Method}); tensor data must be stored uncompressed, as torch.save writes it, so that it can be read in place. Re-save the checkpoint with torch.save.",
                 _zip.Path, entry.LocalHeaderOffset);
         int elementBytes = type.DType is DType d ? d.Bits() / 8 : 1;
         long bytes;
         try { bytes = checked(numel * elementBytes); }
         catch (OverflowException)
         {
-            throw _context.Error(BigModelErrorCode.PickleStorageOutOfRange, $"storage '{ZipArchiveIndex.Show(key)}' declares {numel} elements, too many to address.", at);
+            throw _context.Error(BigModelErrorCode.PickleStorageOutOfRange, $"storage '{Excerpt.Of(key)}' declares {numel} elements, too many to address.", at);
         }
         if (bytes != entry.UncompressedSize)
             throw _context.Error(BigModelErrorCode.PickleStorageOutOfRange,
-                $"storage '{ZipArchiveIndex.Show(key)}' declares {numel} elements of {type.FullName} ({bytes} bytes) but its entry holds {entry.UncompressedSize} bytes.", at);
+                $"storage '{Excerpt.Of(key)}' declares {numel} elements of {type.FullName} ({bytes} bytes) but its entry holds {entry.UncompressedSize} bytes.", at);
         var storage = new TorchStorage(key, type.FullName, type.DType, bytes, entry);
         _storages[key] = storage;
         return storage;

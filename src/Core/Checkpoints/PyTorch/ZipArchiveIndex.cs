@@ -44,7 +44,7 @@ internal sealed class ZipArchiveIndex
         foreach (var e in entries)
         {
             if (!_byName.TryAdd(e.Name, e))
-                throw Corrupt($"the entry '{Show(e.Name)}' appears twice in the central directory.");
+                throw Corrupt($"the entry '{Excerpt.Of(e.Name)}' appears twice in the central directory.");
         }
     }
 
@@ -111,18 +111,18 @@ internal sealed class ZipArchiveIndex
             CheckName(name, path);
             ApplyZip64Extra(extra, ref uncompressed, ref compressed, ref localOffset, ref diskStart, name, path);
             if ((flags & 0x41) != 0)
-                throw new BigModelException(BigModelErrorCode.PickleZipCorrupt, $"the entry '{Show(name)}' is encrypted.", path, entryOffset);
+                throw new BigModelException(BigModelErrorCode.PickleZipCorrupt, $"the entry '{Excerpt.Of(name)}' is encrypted.", path, entryOffset);
             if (diskStart != 0)
-                throw new BigModelException(BigModelErrorCode.PickleZipCorrupt, $"the entry '{Show(name)}' starts on disk {diskStart}; multi-volume archives are not supported.", path, entryOffset);
+                throw new BigModelException(BigModelErrorCode.PickleZipCorrupt, $"the entry '{Excerpt.Of(name)}' starts on disk {diskStart}; multi-volume archives are not supported.", path, entryOffset);
             if (compressed > (ulong)fileLength || localOffset > (ulong)fileLength || uncompressed > long.MaxValue)
                 throw new BigModelException(BigModelErrorCode.PickleZipCorrupt,
-                    $"the entry '{Show(name)}' declares sizes or an offset beyond the file ({compressed} compressed, {uncompressed} uncompressed, at {localOffset}; the file has {fileLength} bytes).", path, entryOffset);
+                    $"the entry '{Excerpt.Of(name)}' declares sizes or an offset beyond the file ({compressed} compressed, {uncompressed} uncompressed, at {localOffset}; the file has {fileLength} bytes).", path, entryOffset);
             if (method == ZipEntry.Stored && compressed != uncompressed)
                 throw new BigModelException(BigModelErrorCode.PickleZipCorrupt,
-                    $"the stored entry '{Show(name)}' declares {compressed} bytes on disk but {uncompressed} uncompressed.", path, entryOffset);
+                    $"the stored entry '{Excerpt.Of(name)}' declares {compressed} bytes on disk but {uncompressed} uncompressed.", path, entryOffset);
             if (method == ZipEntry.Deflated && uncompressed > (compressed + 1) * MaxDeflateRatio)
                 throw new BigModelException(BigModelErrorCode.PickleZipCorrupt,
-                    $"the entry '{Show(name)}' claims {uncompressed} bytes inflated from {compressed}, beyond what deflate can produce (a zip bomb).", path, entryOffset);
+                    $"the entry '{Excerpt.Of(name)}' claims {uncompressed} bytes inflated from {compressed}, beyond what deflate can produce (a zip bomb).", path, entryOffset);
             entries.Add(new ZipEntry(name, flags, method, crc, (long)compressed, (long)uncompressed, (long)localOffset));
             centralNames.Add(nameBytes);
             pos += CentralHeaderSize + variable;
@@ -145,12 +145,12 @@ internal sealed class ZipArchiveIndex
     {
         if (entry.Method is not (ZipEntry.Stored or ZipEntry.Deflated))
             throw new BigModelException(BigModelErrorCode.PickleZipEntryCompressed,
-                $"the entry '{Show(entry.Name)}' uses compression method {entry.Method}; only stored (0) and deflated (8) entries can be read.", Path, entry.LocalHeaderOffset);
+                $"the entry '{Excerpt.Of(entry.Name)}' uses compression method {entry.Method}; only stored (0) and deflated (8) entries can be read.", Path, entry.LocalHeaderOffset);
         if (entry.UncompressedSize > maxBytes || entry.CompressedSize > maxBytes)
             throw new BigModelException(BigModelErrorCode.PickleTooLarge,
-                $"the entry '{Show(entry.Name)}' holds {entry.UncompressedSize} bytes ({entry.CompressedSize} on disk); the limit is {maxBytes}.", Path, entry.LocalHeaderOffset);
+                $"the entry '{Excerpt.Of(entry.Name)}' holds {entry.UncompressedSize} bytes ({entry.CompressedSize} on disk); the limit is {maxBytes}.", Path, entry.LocalHeaderOffset);
         var raw = new byte[entry.CompressedSize];
-        ReadAt(handle, raw, entry.DataOffset, Path, $"entry '{Show(entry.Name)}'");
+        ReadAt(handle, raw, entry.DataOffset, Path, $"entry '{Excerpt.Of(entry.Name)}'");
         byte[] data;
         if (entry.Method == ZipEntry.Stored)
         {
@@ -171,21 +171,21 @@ internal sealed class ZipArchiveIndex
                 }
                 if (filled != data.Length)
                     throw new BigModelException(BigModelErrorCode.PickleZipCorrupt,
-                        $"the entry '{Show(entry.Name)}' inflates to {filled} bytes, not the {data.Length} declared.", Path, entry.DataOffset);
+                        $"the entry '{Excerpt.Of(entry.Name)}' inflates to {filled} bytes, not the {data.Length} declared.", Path, entry.DataOffset);
                 Span<byte> probe = stackalloc byte[1];
                 if (inflater.Read(probe) != 0)
                     throw new BigModelException(BigModelErrorCode.PickleZipCorrupt,
-                        $"the entry '{Show(entry.Name)}' inflates to more than the {data.Length} bytes declared.", Path, entry.DataOffset);
+                        $"the entry '{Excerpt.Of(entry.Name)}' inflates to more than the {data.Length} bytes declared.", Path, entry.DataOffset);
             }
             catch (InvalidDataException e)
             {
-                throw new BigModelException(BigModelErrorCode.PickleZipCorrupt, $"the entry '{Show(entry.Name)}' is not valid deflate data: {e.Message}", Path, entry.DataOffset, inner: e);
+                throw new BigModelException(BigModelErrorCode.PickleZipCorrupt, $"the entry '{Excerpt.Of(entry.Name)}' is not valid deflate data: {e.Message}", Path, entry.DataOffset, inner: e);
             }
         }
         var crc = Crc32.Compute(data);
         if (crc != entry.Crc32)
             throw new BigModelException(BigModelErrorCode.PickleZipCorrupt,
-                $"the entry '{Show(entry.Name)}' fails its CRC check (0x{crc:x8} computed, 0x{entry.Crc32:x8} declared): the archive is damaged.", Path, entry.DataOffset);
+                $"the entry '{Excerpt.Of(entry.Name)}' fails its CRC check (0x{crc:x8} computed, 0x{entry.Crc32:x8} declared): the archive is damaged.", Path, entry.DataOffset);
         return data;
     }
 
@@ -202,24 +202,12 @@ internal sealed class ZipArchiveIndex
         return null;
     }
 
-    public static string Show(string s)
-    {
-        var sb = new StringBuilder(Math.Min(s.Length, 160));
-        foreach (var c in s)
-        {
-            if (sb.Length >= 160) { sb.Append('…'); break; }
-            if (char.IsControl(c)) sb.Append($"\\x{(int)c:x2}");
-            else sb.Append(c);
-        }
-        return sb.ToString();
-    }
-
     private static void CheckName(string name, string path)
     {
         var problem = NameProblem(name);
         if (problem is not null)
             throw new BigModelException(BigModelErrorCode.PickleZipEntryUnsafe,
-                $"zip entry '{Show(name)}' {problem}; entries must be plain relative names inside the archive.", path);
+                $"zip entry '{Excerpt.Of(name)}' {problem}; entries must be plain relative names inside the archive.", path);
     }
 
     private static (ulong EntryCount, long CdSize, long CdOffset) ReadEndRecords(SafeFileHandle handle, long fileLength, string path)
@@ -265,7 +253,8 @@ internal sealed class ZipArchiveIndex
                 uint totalDisks = BinaryPrimitives.ReadUInt32LittleEndian(locator[16..]);
                 if (z64Disk != 0 || totalDisks > 1)
                     throw new BigModelException(BigModelErrorCode.PickleZipCorrupt, "the ZIP64 locator names another disk; multi-volume archives are not supported.", path, locatorOffset);
-                if (z64Offset > (ulong)(locatorOffset - Zip64EndRecordSize))
+                // A locator closer to the start than an end record's size leaves no room for one (and the subtraction would wrap).
+                if (locatorOffset < Zip64EndRecordSize || z64Offset > (ulong)(locatorOffset - Zip64EndRecordSize))
                     throw new BigModelException(BigModelErrorCode.PickleZipCorrupt, $"the ZIP64 end record offset {z64Offset} does not lie before its locator.", path, locatorOffset);
                 Span<byte> z64 = stackalloc byte[Zip64EndRecordSize];
                 ReadAt(handle, z64, (long)z64Offset, path, "ZIP64 end record");
@@ -298,7 +287,7 @@ internal sealed class ZipArchiveIndex
             ushort id = BinaryPrimitives.ReadUInt16LittleEndian(extra);
             int size = BinaryPrimitives.ReadUInt16LittleEndian(extra[2..]);
             if (size > extra.Length - 4)
-                throw new BigModelException(BigModelErrorCode.PickleZipCorrupt, $"the entry '{Show(name)}' has an extra field that runs past its record.", path);
+                throw new BigModelException(BigModelErrorCode.PickleZipCorrupt, $"the entry '{Excerpt.Of(name)}' has an extra field that runs past its record.", path);
             var data = extra.Slice(4, size);
             if (id == 0x0001)
             {
@@ -309,7 +298,7 @@ internal sealed class ZipArchiveIndex
                 ulong disk = diskStart;
                 complete = complete && TakeIf(diskStart == 0xFFFF, data, 4, ref p, ref disk);
                 if (!complete)
-                    throw new BigModelException(BigModelErrorCode.PickleZipCorrupt, $"the entry '{Show(name)}' has a ZIP64 extra field too short for the values it replaces.", path);
+                    throw new BigModelException(BigModelErrorCode.PickleZipCorrupt, $"the entry '{Excerpt.Of(name)}' has a ZIP64 extra field too short for the values it replaces.", path);
                 diskStart = (uint)disk;
             }
             extra = extra[(4 + size)..];
@@ -335,24 +324,24 @@ internal sealed class ZipArchiveIndex
             var expectedName = centralNames[i];
             if (e.LocalHeaderOffset > cdOffset - LocalHeaderSize - expectedName.Length)
                 throw new BigModelException(BigModelErrorCode.PickleZipCorrupt,
-                    $"the entry '{Show(e.Name)}' has its local header at {e.LocalHeaderOffset}, past the start of the central directory ({cdOffset}).", path, e.LocalHeaderOffset);
+                    $"the entry '{Excerpt.Of(e.Name)}' has its local header at {e.LocalHeaderOffset}, past the start of the central directory ({cdOffset}).", path, e.LocalHeaderOffset);
             var span = header.AsSpan(0, LocalHeaderSize + expectedName.Length);
-            ReadAt(handle, span, e.LocalHeaderOffset, path, $"local header of '{Show(e.Name)}'");
+            ReadAt(handle, span, e.LocalHeaderOffset, path, $"local header of '{Excerpt.Of(e.Name)}'");
             if (BinaryPrimitives.ReadUInt32LittleEndian(span) != LocalHeaderSignature)
-                throw new BigModelException(BigModelErrorCode.PickleZipCorrupt, $"the entry '{Show(e.Name)}' has no local header where the central directory places it.", path, e.LocalHeaderOffset);
+                throw new BigModelException(BigModelErrorCode.PickleZipCorrupt, $"the entry '{Excerpt.Of(e.Name)}' has no local header where the central directory places it.", path, e.LocalHeaderOffset);
             ushort method = BinaryPrimitives.ReadUInt16LittleEndian(span[8..]);
             int nameLength = BinaryPrimitives.ReadUInt16LittleEndian(span[26..]);
             int extraLength = BinaryPrimitives.ReadUInt16LittleEndian(span[28..]);
             if (method != e.Method)
                 throw new BigModelException(BigModelErrorCode.PickleZipCorrupt,
-                    $"the entry '{Show(e.Name)}' declares compression method {e.Method} centrally but {method} locally.", path, e.LocalHeaderOffset);
+                    $"the entry '{Excerpt.Of(e.Name)}' declares compression method {e.Method} centrally but {method} locally.", path, e.LocalHeaderOffset);
             if (nameLength != expectedName.Length || !span[LocalHeaderSize..].SequenceEqual(expectedName))
                 throw new BigModelException(BigModelErrorCode.PickleZipCorrupt,
-                    $"the entry '{Show(e.Name)}' has a different name in its local header.", path, e.LocalHeaderOffset);
+                    $"the entry '{Excerpt.Of(e.Name)}' has a different name in its local header.", path, e.LocalHeaderOffset);
             long dataOffset = e.LocalHeaderOffset + LocalHeaderSize + nameLength + extraLength;
             if (dataOffset > cdOffset || e.CompressedSize > cdOffset - dataOffset)
                 throw new BigModelException(BigModelErrorCode.PickleZipCorrupt,
-                    $"the data of entry '{Show(e.Name)}' ({e.CompressedSize} bytes at {dataOffset}) runs past the central directory at {cdOffset}: the archive is truncated or damaged.", path, dataOffset);
+                    $"the data of entry '{Excerpt.Of(e.Name)}' ({e.CompressedSize} bytes at {dataOffset}) runs past the central directory at {cdOffset}: the archive is truncated or damaged.", path, dataOffset);
             e.DataOffset = dataOffset;
         }
     }
@@ -366,30 +355,13 @@ internal sealed class ZipArchiveIndex
             var next = ordered[i];
             if (previous.DataEnd > next.LocalHeaderOffset)
                 throw new BigModelException(BigModelErrorCode.PickleZipCorrupt,
-                    $"the entries '{Show(previous.Name)}' and '{Show(next.Name)}' overlap (bytes {previous.LocalHeaderOffset}..{previous.DataEnd} and from {next.LocalHeaderOffset}).", path, next.LocalHeaderOffset);
+                    $"the entries '{Excerpt.Of(previous.Name)}' and '{Excerpt.Of(next.Name)}' overlap (bytes {previous.LocalHeaderOffset}..{previous.DataEnd} and from {next.LocalHeaderOffset}).", path, next.LocalHeaderOffset);
         }
     }
 
     private BigModelException Corrupt(string message) => new(BigModelErrorCode.PickleZipCorrupt, message, Path);
 
-    internal static void ReadAt(SafeFileHandle handle, Span<byte> destination, long offset, string path, string what)
-    {
-        long position = offset;
-        while (!destination.IsEmpty)
-        {
-            int n;
-            try
-            {
-                n = RandomAccess.Read(handle, destination, position);
-            }
-            catch (IOException e)
-            {
-                throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, position, inner: e);
-            }
-            if (n == 0)
-                throw new BigModelException(BigModelErrorCode.PickleZipCorrupt, $"the file ends inside the {what} (at byte {position}): the archive is truncated.", path, position);
-            destination = destination[n..];
-            position += n;
-        }
-    }
+    internal static void ReadAt(SafeFileHandle handle, Span<byte> destination, long offset, string path, string what) =>
+        ReadableFile.ReadExactly(handle, destination, offset, path, BigModelErrorCode.PickleZipCorrupt,
+            position => $"the file ends inside the {what} (at byte {position}): the archive is truncated.");
 }

@@ -99,6 +99,43 @@ public sealed class RestrictedUnpicklerTests : IDisposable
     }
 
     [Fact]
+    public void Zero_stride_views_are_bounded_in_logical_size_alone_and_together()
+    {
+        // [2^31, 2^31] with strides [0, 0] over one byte: 2^62 bytes that all read the same element.
+        static byte[] Views(int count)
+        {
+            var p = StateDict();
+            for (int i = 0; i < count; i++)
+            {
+                p.Str("v" + i);
+                p.TensorV2("ByteStorage", "0", 1, 0, [1L << 31, 1L << 31], [0, 0]);
+            }
+            return p.SetItems().Stop().ToArray();
+        }
+        var one = Refused(Views(1), [("0", new byte[1])]);
+        Assert.Equal(BigModelErrorCode.PickleTooLarge, one.Code);
+        Assert.Equal("v0", one.Tensor);
+        Assert.Contains("limit for one tensor", one.Message);
+
+        var unbounded = PyTorchLimits.Default with { MaxTensorBytes = long.MaxValue };
+        Assert.Equal(1L << 62, Assert.Single(Read(Views(1), [("0", new byte[1])], unbounded)).ByteLength);
+        var two = Refused(Views(2), [("0", new byte[1])], unbounded);
+        Assert.Equal(BigModelErrorCode.PickleTooLarge, two.Code);
+        Assert.Equal("v1", two.Tensor);
+    }
+
+    [Fact]
+    public void A_broadcast_view_reads_its_one_element_once_per_row()
+    {
+        var p = StateDict().Str("b");
+        p.TensorV2("ByteStorage", "0", 1, 0, [3, 100_000], [0, 0]);
+        var t = Assert.Single(Read(p.SetItems().Stop().ToArray(), [("0", new byte[] { 42 })]));
+        var bytes = TensorData.ReadAll(t);
+        Assert.Equal(300_000, bytes.Length);
+        Assert.All(bytes, b => Assert.Equal(42, b));
+    }
+
+    [Fact]
     public void Rebuild_tensor_v3_reads_an_untyped_storage_with_the_given_dtype()
     {
         // What torch >= 2.3 writes for the dtypes without legacy storage classes (uint16, float8...).
@@ -177,6 +214,17 @@ public sealed class RestrictedUnpicklerTests : IDisposable
     {
         Assert.True(PickleText.TryDecodeStringLiteral(System.Text.Encoding.ASCII.GetBytes(literal), out var value, out _));
         Assert.Equal(expected, value);
+    }
+
+    [Theory]
+    [InlineData(new byte[] { (byte)'\'', (byte)'c', (byte)'a', (byte)'f', 0xC3, 0xA9, (byte)'\'' }, "café")]
+    [InlineData(new byte[] { (byte)'\'', (byte)'\\', (byte)'x', (byte)'c', (byte)'3', (byte)'\\', (byte)'2', (byte)'5', (byte)'1', (byte)'\'' }, "é")]
+    public void Protocol_0_string_bytes_are_utf8_as_torch_load_decodes_them(byte[] literal, string expected)
+    {
+        Assert.True(PickleText.TryDecodeStringLiteral(literal, out var value, out var error), error);
+        Assert.Equal(expected, value);
+        Assert.False(PickleText.TryDecodeStringLiteral("'\\xff'"u8, out _, out var invalid));
+        Assert.Contains("UTF-8", invalid);
     }
 
     [Theory]

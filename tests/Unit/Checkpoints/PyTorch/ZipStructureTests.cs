@@ -106,6 +106,24 @@ public sealed class ZipStructureTests : IDisposable
     }
 
     [Fact]
+    public void Refuses_a_zip64_locator_too_close_to_the_start_for_its_end_record()
+    {
+        // 62 bytes: a local header signature, a ZIP64 locator at byte 20 pointing at offset 2^63, and an empty end
+        // record at byte 40. The ZIP64 end record (56 bytes) cannot lie before a locator at byte 20.
+        var bytes = new byte[62];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bytes, 0x04034b50);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(20), 0x07064b50);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(28), 1UL << 63);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(36), 1);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(40), 0x06054b50);
+        var path = Path();
+        File.WriteAllBytes(path, bytes);
+        var e = Assert.Throws<BigModelException>(() => PyTorchCheckpointReader.ReadTensors(path));
+        Assert.Equal(BigModelErrorCode.PickleZipCorrupt, e.Code);
+        Assert.Equal(20, e.Offset);
+    }
+
+    [Fact]
     public void Refuses_overlapping_entries()
     {
         var zip = TorchArchive.Builder(OneTensorPickle());
