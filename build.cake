@@ -91,14 +91,18 @@ Task("Module").IsDependentOn("Build").Does(() =>
 
 Task("BuildTasks").IsDependentOn("Build").Does(() =>
 {
+    // Laid out as the BigModel.Build package is: build/ (props, targets) and tasks/net10.0/ (the task assembly and its dependencies).
     CleanDirectory(buildTasksDir);
     DotNetPublish("src/Build.Tasks/BigModel.Build.Tasks.csproj", new DotNetPublishSettings
     {
         Configuration = configuration,
-        OutputDirectory = buildTasksDir,
+        OutputDirectory = buildTasksDir.Combine("tasks/net10.0"),
         NoBuild = true,
         NoRestore = true,
     });
+    EnsureDirectoryExists(buildTasksDir.Combine("build"));
+    CopyFiles("src/Build.Tasks/build/*", buildTasksDir.Combine("build"));
+    CopyFile("docs/msbuild.md", buildTasksDir.CombineWithFilePath("README.md"));
 });
 
 Task("Fixtures").IsDependentOn("Build").Does(() =>

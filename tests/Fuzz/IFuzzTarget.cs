@@ -18,5 +18,16 @@ public interface IFuzzTarget
     void Execute(byte[] input, Scratch scratch);
 }
 
-/// <summary>Where seeds come from: real checkpoints when present, generated ones always.</summary>
-public sealed record SeedSources(string? Stories260K, string? MiniLM);
+/// <summary>
+/// Where seeds come from: real checkpoints when present, the torch-written archives committed under
+/// tests/Unit/fixtures/pytorch/valid, and generated files always.
+/// </summary>
+public sealed record SeedSources(string? Stories260K, string? MiniLM, string? PyTorchArchives = null)
+{
+    /// <summary>The committed torch-written archives, when <see cref="PyTorchArchives"/> points at them.</summary>
+    public IReadOnlyList<byte[]> TorchArchives() =>
+        PyTorchArchives is { } folder && Directory.Exists(folder)
+            ? new[] { "hf_default.bin", "hf_protocol4.bin", "hf_protocol5.bin", "nested.pt" }
+                .Select(n => Path.Combine(folder, n)).Where(File.Exists).Select(File.ReadAllBytes).ToList()
+            : [];
+}

@@ -25,7 +25,7 @@ for (int i = 0; i < args.Length; i++)
         default: Console.Error.WriteLine($"unknown argument {args[i]}"); return 2;
     }
 }
-var sources = new SeedSources(Directory.Exists(stories) ? stories : null, Directory.Exists(minilm) ? minilm : null);
+var sources = new SeedSources(Directory.Exists(stories) ? stories : null, Directory.Exists(minilm) ? minilm : null, "tests/Unit/fixtures/pytorch/valid");
 var reports = new List<FuzzReport>();
 foreach (var name in targets)
 {

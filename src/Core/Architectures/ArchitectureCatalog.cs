@@ -31,6 +31,12 @@ public static class ArchitectureCatalog
     /// <summary>Families the inference engine runs.</summary>
     public static IReadOnlyList<ArchitectureSpec> Runnable { get; } = [Llama, Mistral, Qwen2, Bert];
 
+    /// <summary>The family named <paramref name="family"/> ("llama", "bert", ...), or a typed error listing them.</summary>
+    public static ArchitectureSpec ByFamily(string family) =>
+        All.FirstOrDefault(s => string.Equals(s.Family, family, StringComparison.OrdinalIgnoreCase))
+        ?? throw new BigModelException(BigModelErrorCode.UnsupportedArchitecture,
+            $"'{family}' is not a known model family; known: {string.Join(", ", All.Select(s => s.Family))}.");
+
     /// <summary>Finds the family by config model_type, else by architecture name, else by recognisable tensor names.</summary>
     public static ArchitectureSpec? Detect(ModelConfig? config, IReadOnlyCollection<string>? tensorNames = null)
     {

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using BigModel.Checkpoints;
 using BigModel.Errors;
+using BigModel.IO;
 
 namespace BigModel.Architectures;
 
@@ -62,27 +63,8 @@ public sealed class ModelConfig
     public int? EffectiveKeyValueHeads => NumKeyValueHeads ?? NumAttentionHeads;
 
     /// <summary>Loads and validates <paramref name="path"/>.</summary>
-    public static ModelConfig Load(string path)
-    {
-        byte[] bytes;
-        try
-        {
-            var info = new FileInfo(path);
-            if (!info.Exists) throw new BigModelException(BigModelErrorCode.PathNotFound, "config.json does not exist.", path);
-            if (info.Length > MaxConfigBytes)
-                throw new BigModelException(BigModelErrorCode.ConfigInvalidValue, $"config is {info.Length} bytes; the limit is {MaxConfigBytes}.", path);
-            bytes = File.ReadAllBytes(path);
-        }
-        catch (IOException e)
-        {
-            throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, inner: e);
-        }
-        catch (UnauthorizedAccessException e)
-        {
-            throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, inner: e);
-        }
-        return Parse(bytes, path);
-    }
+    public static ModelConfig Load(string path) =>
+        Parse(SmallFile.ReadAllBytes(path, MaxConfigBytes, BigModelErrorCode.ConfigInvalidValue, "config.json"), path);
 
     /// <summary>Parses config.json text. <paramref name="path"/> only names the source in errors.</summary>
     public static ModelConfig Parse(ReadOnlySpan<byte> json, string? path = null)

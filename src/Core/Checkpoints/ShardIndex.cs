@@ -1,5 +1,6 @@
 using System.Text.Json;
 using BigModel.Errors;
+using BigModel.IO;
 
 namespace BigModel.Checkpoints;
 
@@ -35,27 +36,8 @@ public sealed class ShardIndex
     public IReadOnlyList<string> Shards =>
         WeightMap.Select(p => p.Value).Distinct(StringComparer.Ordinal).Order(Architectures.NaturalOrder.Instance).ToList();
 
-    public static ShardIndex Read(string path)
-    {
-        byte[] bytes;
-        try
-        {
-            var info = new FileInfo(path);
-            if (!info.Exists) throw new BigModelException(BigModelErrorCode.PathNotFound, "the index file does not exist.", path);
-            if (info.Length > MaxIndexBytes)
-                throw new BigModelException(BigModelErrorCode.IndexNotJson, $"the index is {info.Length} bytes; the limit is {MaxIndexBytes}.", path);
-            bytes = File.ReadAllBytes(path);
-        }
-        catch (IOException e)
-        {
-            throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, inner: e);
-        }
-        catch (UnauthorizedAccessException e)
-        {
-            throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, inner: e);
-        }
-        return Parse(bytes, path);
-    }
+    public static ShardIndex Read(string path) =>
+        Parse(SmallFile.ReadAllBytes(path, MaxIndexBytes, BigModelErrorCode.IndexNotJson, "the index"), path);
 
     public static ShardIndex Parse(ReadOnlySpan<byte> json, string path)
     {

@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using BigModel.Errors;
+using BigModel.IO;
 
 namespace BigModel.DeviceMaps;
 
@@ -39,20 +40,10 @@ internal static class DeviceMapJson
 
     public static DeviceMap Load(string path)
     {
-        string text;
-        try
-        {
-            var info = new FileInfo(path);
-            if (!info.Exists) throw new BigModelException(BigModelErrorCode.PathNotFound, "no such device map file.", path);
-            if (info.Length > MaxFileBytes)
-                throw new BigModelException(BigModelErrorCode.DeviceMapTooLarge, $"the file is {info.Length} bytes; a device map is at most {MaxFileBytes}.", path);
-            text = File.ReadAllText(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, path, inner: e);
-        }
-        return Read(text, path);
+        var bytes = SmallFile.ReadAllBytes(path, MaxFileBytes, BigModelErrorCode.DeviceMapTooLarge, "the device map");
+        if (!System.Text.Unicode.Utf8.IsValid(bytes))
+            throw new BigModelException(BigModelErrorCode.InvalidDeviceMap, "the device map is not valid UTF-8.", path);
+        return Read(Encoding.UTF8.GetString(bytes), path);
     }
 
     public static DeviceMap Read(string json, string? source)

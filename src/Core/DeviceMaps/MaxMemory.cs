@@ -83,6 +83,25 @@ public sealed class MaxMemory : IReadOnlyList<KeyValuePair<Device, long>>
         return Create(list);
     }
 
+    /// <summary>
+    /// Parses the compact forms build files and command lines use: <c>0=10GiB;cuda:1=8GB;cpu=30GiB</c> (separated by
+    /// ';' or ','), or Accelerate's JSON object when the text starts with '{'.
+    /// </summary>
+    public static MaxMemory ParseText(string text)
+    {
+        var trimmed = text.Trim();
+        if (trimmed.StartsWith('{')) return FromJson(trimmed);
+        var pairs = new List<KeyValuePair<string, string>>();
+        foreach (var part in trimmed.Split([';', ','], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            int eq = part.IndexOf('=');
+            if (eq <= 0 || eq == part.Length - 1)
+                throw new BigModelException(BigModelErrorCode.InvalidArgument, $"'{part}' is not device=size (for example cpu=30GiB).");
+            pairs.Add(new(part[..eq].Trim(), part[(eq + 1)..].Trim()));
+        }
+        return Parse(pairs);
+    }
+
     /// <summary>Reads Accelerate's max_memory written as JSON: <c>{"0": "10GiB", "1": 8000000000, "cpu": "30GiB"}</c>.</summary>
     public static MaxMemory FromJson(string json, string? file = null)
     {

@@ -58,6 +58,8 @@ public enum BigModelErrorCode
     PickleInvalidTensor = 1309,
     PickleTooLarge = 1310,
     PickleLegacyFormat = 1311,
+    PickleZipCorrupt = 1312,
+    PickleUnsupportedTensorType = 1313,
 
     // 1400-1499: config.json and architectures
     ConfigNotJson = 1400,
@@ -84,6 +86,7 @@ public enum BigModelErrorCode
     DestinationInsideSource = 1701,
     DestinationLocked = 1702,
     WriteVerificationFailed = 1703,
+    SourceInsideDestination = 1704,
 
     // 1800-1899: validation of tensor contents (Test-Checkpoint -Deep)
     NonFiniteValues = 1800,

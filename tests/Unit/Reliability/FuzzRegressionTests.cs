@@ -28,6 +28,8 @@ public sealed class FuzzRegressionTests
         var input = File.ReadAllBytes(Path.Combine(SharedModels.RepositoryRoot, "tests", "fuzz-regressions", target, file));
         using var scratch = new Scratch();
         var fuzzTarget = FuzzTargets.All.Single(t => t.Name == target);
+        // Targets that repack inputs need their seed layouts.
+        fuzzTarget.Seeds(new SeedSources(null, null, Path.Combine(SharedModels.RepositoryRoot, "tests", "Unit", "fixtures", "pytorch", "valid")));
         var run = Task.Run(() =>
         {
             try { fuzzTarget.Execute(input, scratch); }
@@ -44,7 +46,8 @@ public sealed class FuzzRegressionTests
     [MemberData(nameof(Targets))]
     public void A_short_fuzzing_run_finds_nothing(string target)
     {
-        var sources = new SeedSources(SharedModels.HasStories260K ? SharedModels.Stories260K : null, null);
+        var sources = new SeedSources(SharedModels.HasStories260K ? SharedModels.Stories260K : null, null,
+            Path.Combine(SharedModels.RepositoryRoot, "tests", "Unit", "fixtures", "pytorch", "valid"));
         using var findings = new TempDirectory();
         var report = Fuzzer.Run(FuzzTargets.All.Single(t => t.Name == target), sources, iterations: 1500, seed: 20261125, findings.Path);
         Assert.True(report.Findings.Count == 0, string.Join(Environment.NewLine, report.Findings.Select(f => f.Detail)));

@@ -1,0 +1,33 @@
+namespace BigModel.Harness;
+
+internal static class Usage
+{
+    public const string Text = """
+        BigModel.Harness COMMAND [options]
+
+          generate --out DIR --size SIZE [--tensor-size SIZE] [--dtype F32] [--seed N] [--shards N]
+              Writes a checkpoint of random tensors (model.safetensors, or N shards and an index) plus a config.json.
+
+          split SOURCE DEST [--max-shard-size SIZE] [--dtype NAME] [--force] [--chunk SIZE] [--no-free-space-check] [--phases]
+              Runs Split-Checkpoint's core. With --phases, prints "phase NAME [shard]" lines as it goes. Ends with one
+              JSON line: ok, code, shards, bytes, seconds, bytesPerSecond, peakRssBytes.
+
+          bench SOURCE WORKDIR [--max-shard-size SIZE] [--dtype NAME] [--repeat N] [--markdown FILE]
+              Times `cp` (+ fsync) of SOURCE's weight files against a split of SOURCE into WORKDIR, alternating, and
+              reports throughput of each, their ratio, and the split's peak RSS. Appends a table to FILE if given.
+
+          kill-trials --work DIR [--trials N] [--size SIZE] [--seed N]
+              Starts splits as child processes and kills them (SIGKILL) at random moments and phases; after each kill
+              the destination must be absent or complete and valid (byte-identical to the source), and a following
+              run must clean every leftover. Exit 0 when every trial passes.
+
+          disk-full --work DIR [--size SIZE]
+              As root: mounts a small tmpfs under DIR and splits onto it; the split must fail with DiskFull and leave
+              the tmpfs empty, both when the free-space check catches it and when the disk fills mid-write.
+              Exit 3 (skipped, with the reason) when not root or mounting fails.
+
+        Sizes accept 5GB, 2GiB, 1048576 ...
+        """;
+}
+
+internal sealed class UsageException(string message) : Exception(message);
