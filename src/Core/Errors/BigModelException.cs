@@ -48,15 +48,11 @@ public class BigModelException : Exception
         BigModelErrorCode.IoFailure or BigModelErrorCode.DiskFull => BigModelErrorCategory.Io,
         BigModelErrorCode.Cancelled => BigModelErrorCategory.Cancelled,
         BigModelErrorCode.UnsupportedFormat or BigModelErrorCode.UnsupportedArchitecture or BigModelErrorCode.PickleLegacyFormat
-<<<<<<< HEAD
-            or BigModelErrorCode.PickleUnsupportedProtocol or BigModelErrorCode.TorchUnavailable or BigModelErrorCode.DeviceUnavailable
-            or BigModelErrorCode.ModelKindMismatch => BigModelErrorCategory.NotSupported,
-        BigModelErrorCode.InvalidGenerationInput => BigModelErrorCategory.InvalidArgument,
-=======
             or BigModelErrorCode.PickleUnsupportedProtocol or BigModelErrorCode.PickleUnsupportedTensorType
-            or BigModelErrorCode.TorchUnavailable => BigModelErrorCategory.NotSupported,
+            or BigModelErrorCode.TorchUnavailable or BigModelErrorCode.DeviceUnavailable
+            or BigModelErrorCode.ModelKindMismatch => BigModelErrorCategory.NotSupported,
         BigModelErrorCode.PickleTooLarge => BigModelErrorCategory.ResourceLimit,
->>>>>>> main
+        BigModelErrorCode.InvalidGenerationInput => BigModelErrorCategory.InvalidArgument,
         >= BigModelErrorCode.InvalidSize and < BigModelErrorCode.MemoryBudgetExceeded => BigModelErrorCategory.InvalidArgument,
         >= BigModelErrorCode.MemoryBudgetExceeded and < BigModelErrorCode.DestinationExists => BigModelErrorCategory.ResourceLimit,
         >= BigModelErrorCode.DestinationExists and < BigModelErrorCode.NonFiniteValues => BigModelErrorCategory.WriteConflict,

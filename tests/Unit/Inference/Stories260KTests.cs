@@ -82,9 +82,9 @@ public sealed class Stories260KTests
     [InferenceFact(Needs.Stories260K, Needs.PythonNumpy)]
     public void Logits_and_greedy_ids_match_the_numpy_reference()
     {
-        var reference = PythonReference.Run("llama_reference.py", Model, "--ids", "1", "--generate", "30");
+        var reference = NumpyReference.Run("llama_reference.py", Model, "--ids", "1", "--generate", "30");
         var expectedIds = reference["generated"]!.AsArray().Select(v => v!.GetValue<int>()).ToArray();
-        var expectedLogits = PythonReference.Matrix(reference["logits"]!);
+        var expectedLogits = NumpyReference.Matrix(reference["logits"]!);
 
         foreach (var placement in new[] { null, CpuAndDisk, AllDisk })
         {

@@ -39,22 +39,9 @@ public static class Requirements
         Needs.Stories260K => Directory.Exists(Stories260K) && File.Exists(Path.Combine(Stories260K, "model.safetensors"))
             ? null
             : $"stories260K is not at {Stories260K} (set BIGMODEL_STORIES260K)",
-        Needs.PythonNumpy => PythonReference.MissingReason,
+        Needs.PythonNumpy => NumpyReference.MissingReason,
         _ => "unknown requirement",
     };
 
-    /// <summary>BIGMODEL_STORIES260K, else shared/models/stories260K in a folder above the test binaries (the repository's sibling).</summary>
-    public static string Stories260K
-    {
-        get
-        {
-            if (Environment.GetEnvironmentVariable("BIGMODEL_STORIES260K") is { Length: > 0 } env) return env;
-            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            {
-                var candidate = Path.Combine(dir.FullName, "shared", "models", "stories260K");
-                if (Directory.Exists(candidate)) return candidate;
-            }
-            return Path.Combine("..", "shared", "models", "stories260K");
-        }
-    }
+    public static string Stories260K => BigModel.Tests.Support.SharedModels.Stories260K;
 }

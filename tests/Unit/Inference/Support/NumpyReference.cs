@@ -4,10 +4,10 @@ using System.Text.Json.Nodes;
 namespace BigModel.Tests.Inference.Support;
 
 /// <summary>
-/// Runs the independent numpy reference implementations in tests/reference. Python is BIGMODEL_PYTHON, else
+/// Runs the independent numpy reference implementations in tests/reference (numpy only, no torch). Python is BIGMODEL_PYTHON, else
 /// /usr/bin/python3 (Debian's, with python3-numpy), else python3 on PATH; tests skip when none of them has numpy.
 /// </summary>
-public static class PythonReference
+public static class NumpyReference
 {
     private static readonly Lazy<(string? Python, string? Missing)> s_python = new(Find);
 
