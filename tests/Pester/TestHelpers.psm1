@@ -12,6 +12,11 @@ function Get-Stories260KPath {
     Join-Path (Get-RepositoryRoot) '../shared/models/stories260K'
 }
 
+function Get-MiniLMPath {
+    if ($env:BIGMODEL_FIXTURES) { return Join-Path $env:BIGMODEL_FIXTURES 'minilm' }
+    Join-Path (Get-RepositoryRoot) 'artifacts/fixtures/minilm'
+}
+
 function Test-Stories260K { Test-Path (Join-Path (Get-Stories260KPath) 'model.safetensors') }
 
 function New-TestSafetensors {

@@ -35,3 +35,11 @@ public sealed class ArchitectureCompleter : IArgumentCompleter
         CommandAst commandAst, IDictionary fakeBoundParameters) =>
         CompletionSources.Complete(ArchitectureCatalog.All.Select(a => a.Family), wordToComplete);
 }
+
+/// <summary>Completes device-map strategies (files complete as paths anyway).</summary>
+public sealed class StrategyCompleter : IArgumentCompleter
+{
+    public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
+        CommandAst commandAst, IDictionary fakeBoundParameters) =>
+        CompletionSources.Complete(BigModel.Inference.InferencePlacement.StrategyNames, wordToComplete);
+}

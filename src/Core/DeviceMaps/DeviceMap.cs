@@ -212,6 +212,13 @@ public sealed class DeviceMap
         return $"{d.Modules.Count} module(s) on {d.Device}: {modules}";
     }
 
+    /// <summary>
+    /// The map as the inference engine takes it: module name → "cuda:N", "cpu" or "disk" (a key covers its module and
+    /// everything below it, "" the whole model).
+    /// </summary>
+    public IReadOnlyDictionary<string, string> ToPlacement() =>
+        Entries.ToDictionary(e => e.Module, e => e.Device.ToString(), StringComparer.Ordinal);
+
     /// <summary>The map as Accelerate and transformers read it: <c>{"model.embed_tokens": 0, ..., "lm_head": "cpu"}</c>.</summary>
     public string ToJson(bool indented = true) => DeviceMapJson.Write(this, indented);
 

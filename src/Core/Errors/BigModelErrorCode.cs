@@ -100,6 +100,8 @@ public enum BigModelErrorCode
     DeviceUnavailable = 1905,
     ModelKindMismatch = 1906,
     InvalidGenerationInput = 1907,
+    OutputMismatch = 1908,
+    RunnerFailed = 1909,
 
     // 2000-2099: device maps (planning, reading and checking maps)
     DeviceMapInvalidModuleName = 2000,

@@ -8,6 +8,7 @@ internal static class TorchRuntime
 {
     public static void Initialise(int threads)
     {
+        NativeRuntime.EnsureAvailable();
         try
         {
             torch.set_num_threads(threads);
@@ -15,7 +16,7 @@ internal static class TorchRuntime
         catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or NotSupportedException or InvalidOperationException or BadImageFormatException)
         {
             throw new BigModelException(BigModelErrorCode.TorchUnavailable,
-                $"the libtorch runtime could not be loaded ({e.Message.Split('\n', 2)[0].Trim()}); install the libtorch package for this platform.", inner: e);
+                $"the libtorch runtime could not be loaded ({e.Message.Split('\n', 2)[0].Trim()}); install the {NativeRuntime.PackageName} package or the libtorch package for this platform.", inner: e);
         }
     }
 }

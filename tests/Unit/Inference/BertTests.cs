@@ -37,8 +37,8 @@ public sealed class BertTests : IDisposable
     {
         var folder = Model();
         int[][] batch = [[2, 4, 5, 6, 7, 8, 3], [2, 9, 10, 3], [2, 3], [2, 15, 16, 17, 11, 12, 13, 14, 4, 3]];
-        var reference = NumpyReference.Run("bert_reference.py", folder, "--batch", JsonSerializer.Serialize(batch));
-        var expected = NumpyReference.Matrix(reference["embeddings"]!);
+        var reference = PythonReference.RunJson("bert_reference.py", folder, "--batch", JsonSerializer.Serialize(batch));
+        var expected = PythonReference.Matrix(reference["embeddings"]!);
         foreach (var placement in Placements())
             foreach (var batchSize in new[] { 1, 3 })
             {
@@ -60,11 +60,11 @@ public sealed class BertTests : IDisposable
         var ids = texts.Select(t => session.Tokenizer!.Encode(t)).ToArray();
         Assert.Equal([2, 4, 5, 6, 7, 4, 8, 3], ids[0]);
         Assert.Equal([2, 9, 10, 11, 12, 4, 13, 14, 3], ids[1]);
-        var reference = NumpyReference.Run("bert_reference.py", folder, "--batch", JsonSerializer.Serialize(ids), "--normalize");
+        var reference = PythonReference.RunJson("bert_reference.py", folder, "--batch", JsonSerializer.Serialize(ids), "--normalize");
         var result = session.Embed(texts, new EmbeddingOptions { Normalize = true });
         Assert.Equal(texts, result.Texts);
         Assert.Equal([8, 9, 5], result.TokenCounts);
-        LogitAssert.Close(NumpyReference.Matrix(reference["embeddings"]!), result.Vectors, 1e-4);
+        LogitAssert.Close(PythonReference.Matrix(reference["embeddings"]!), result.Vectors, 1e-4);
         Assert.All(result.Vectors, v => Assert.Equal(1.0, Math.Sqrt(v.Sum(x => (double)x * x)), 5));
     }
 

@@ -30,9 +30,9 @@ public sealed class RandomLlamaTests : IDisposable
     private void MatchesReference(string folder, double tolerance = 1e-4, InferenceOptions? options = null)
     {
         int[] prompt = [1, 5, 9, 17];
-        var reference = NumpyReference.Run("llama_reference.py", folder, "--ids", string.Join(",", prompt), "--generate", "8");
+        var reference = PythonReference.RunJson("llama_reference.py", folder, "--ids", string.Join(",", prompt), "--generate", "8");
         var ids = reference["generated"]!.AsArray().Select(v => v!.GetValue<int>()).ToArray();
-        var logits = NumpyReference.Matrix(reference["logits"]!);
+        var logits = PythonReference.Matrix(reference["logits"]!);
         foreach (var placement in new[] { null, HalfDisk, new Dictionary<string, string> { [""] = "disk" } })
         {
             using var session = InferenceSession.Open(folder, placement, options ?? Base);

@@ -1,5 +1,6 @@
 using BigModel.Inference;
 using BigModel.Tests.Inference.Support;
+using BigModel.Tests.Support;
 
 namespace BigModel.Tests.Inference;
 
@@ -82,9 +83,9 @@ public sealed class Stories260KTests
     [InferenceFact(Needs.Stories260K, Needs.PythonNumpy)]
     public void Logits_and_greedy_ids_match_the_numpy_reference()
     {
-        var reference = NumpyReference.Run("llama_reference.py", Model, "--ids", "1", "--generate", "30");
+        var reference = PythonReference.RunJson("llama_reference.py", Model, "--ids", "1", "--generate", "30");
         var expectedIds = reference["generated"]!.AsArray().Select(v => v!.GetValue<int>()).ToArray();
-        var expectedLogits = NumpyReference.Matrix(reference["logits"]!);
+        var expectedLogits = PythonReference.Matrix(reference["logits"]!);
 
         foreach (var placement in new[] { null, CpuAndDisk, AllDisk })
         {

@@ -10,6 +10,7 @@ public static class PythonReference
 {
     private static readonly Lazy<(string? Python, string Reason)> Probe = new(() => Find("import torch, numpy"));
     private static readonly Lazy<(string? Python, string Reason)> PlainProbe = new(() => Find("import json"));
+    private static readonly Lazy<(string? Python, string Reason)> NumpyProbe = new(() => Find("import numpy"));
 
     /// <summary>A Python with torch and numpy, or null.</summary>
     public static string? Python => Probe.Value.Python;
@@ -23,6 +24,12 @@ public static class PythonReference
     /// <summary>Why <see cref="PlainPython"/> is unavailable.</summary>
     public static string PlainUnavailable => PlainProbe.Value.Reason;
 
+    /// <summary>A Python with numpy (the inference references need nothing more), or null.</summary>
+    public static string? NumpyPython => NumpyProbe.Value.Python;
+
+    /// <summary>Why <see cref="NumpyPython"/> is unavailable.</summary>
+    public static string NumpyUnavailable => NumpyProbe.Value.Reason;
+
     public static string ScriptPath(string name) => Path.Combine(SharedModels.RepositoryRoot, "tests", "reference", name);
 
     /// <summary>Runs a script from tests/reference with arguments; throws with its output when it fails.</summary>
@@ -30,6 +37,14 @@ public static class PythonReference
 
     /// <summary>As <see cref="Run"/> for scripts that need no third-party module.</summary>
     public static string RunPlain(string script, params string[] args) => RunWith(PlainPython ?? throw new InvalidOperationException(PlainUnavailable), script, args);
+
+    /// <summary>Runs a numpy script from tests/reference and parses the JSON it prints.</summary>
+    public static System.Text.Json.Nodes.JsonNode RunJson(string script, params string[] args) =>
+        System.Text.Json.Nodes.JsonNode.Parse(RunWith(NumpyPython ?? throw new InvalidOperationException(NumpyUnavailable), script, args))!;
+
+    /// <summary>A JSON array of arrays of numbers as a matrix.</summary>
+    public static double[][] Matrix(System.Text.Json.Nodes.JsonNode node) =>
+        node.AsArray().Select(r => r!.AsArray().Select(v => v!.GetValue<double>()).ToArray()).ToArray();
 
     private static string RunWith(string python, string script, string[] args)
     {

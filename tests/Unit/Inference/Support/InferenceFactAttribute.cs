@@ -1,3 +1,5 @@
+using BigModel.Tests.Support;
+
 namespace BigModel.Tests.Inference.Support;
 
 /// <summary>What an inference test needs from the machine.</summary>
@@ -39,9 +41,9 @@ public static class Requirements
         Needs.Stories260K => Directory.Exists(Stories260K) && File.Exists(Path.Combine(Stories260K, "model.safetensors"))
             ? null
             : $"stories260K is not at {Stories260K} (set BIGMODEL_STORIES260K)",
-        Needs.PythonNumpy => NumpyReference.MissingReason,
+        Needs.PythonNumpy => PythonReference.NumpyPython is null ? PythonReference.NumpyUnavailable : null,
         _ => "unknown requirement",
     };
 
-    public static string Stories260K => BigModel.Tests.Support.SharedModels.Stories260K;
+    public static string Stories260K => SharedModels.Stories260K;
 }
