@@ -24,9 +24,20 @@ public static class NativeRuntime
     /// <summary>The folder the runtime was loaded from by <see cref="Use"/>, if it was.</summary>
     public static string? Directory => _directory;
 
-    /// <summary>True when the natives sit beside TorchSharp.dll (a build or publish output).</summary>
-    public static bool IsBundled =>
-        File.Exists(Path.Combine(Path.GetDirectoryName(typeof(TorchSharp.torch).Assembly.Location) ?? "", LibraryFile("LibTorchSharp")));
+    /// <summary>
+    /// True when the natives come with the application: beside TorchSharp.dll (a publish output) or under
+    /// runtimes/&lt;rid&gt;/native/ next to it, where build and test outputs keep them for the host to resolve.
+    /// </summary>
+    public static bool IsBundled
+    {
+        get
+        {
+            var folder = Path.GetDirectoryName(typeof(TorchSharp.torch).Assembly.Location) ?? "";
+            var file = LibraryFile("LibTorchSharp");
+            return File.Exists(Path.Combine(folder, file))
+                || File.Exists(Path.Combine(folder, "runtimes", RuntimeInformation.RuntimeIdentifier, "native", file));
+        }
+    }
 
     /// <summary>True when torch can load without further help: bundled, or a folder already in use.</summary>
     public static bool IsAvailable => IsBundled || _directory is not null;
