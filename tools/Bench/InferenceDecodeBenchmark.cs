@@ -47,7 +47,9 @@ public sealed class InferenceDecodeBenchmark : IBenchmark
             greedy decoding from token 1, {tokens} tokens after the first, {ProcessorBudget.AvailableCores()} compute threads.
             "Half disk": embedding and layers 0–8 in host memory, layers 9–17, norm and head on disk (50 % of the bytes).
             "Cold": each disk block is dropped from the page cache after use, so every token reads it from storage again
-            (a model larger than memory); "warm": the page cache keeps what was read. The cases run interleaved in rounds;
+            (a model larger than memory); "warm": the page cache keeps what was read. "Accelerate's scheme" loads each
+            block when it is needed and drops it after, as Accelerate does, but reads with BigModel's large sequential
+            reads into reused buffers (Accelerate copies out of a memory map page by page). The cases run interleaved in rounds;
             the table shows each case's median round. Storage read speed (sequential, median of the rounds):
             {(disk / 1e9).ToString("0.00", CultureInfo.InvariantCulture)} GB/s; the bound is max(resident decode, disk bytes per token ÷ that speed).
             All cases generated {(sameOutput ? "the same tokens" : "DIFFERENT tokens (a bug)")}.

@@ -1,6 +1,5 @@
 using BigModel.Inference;
 using BigModel.Tests.Inference.Support;
-
 using BigModel.Tests.Support;
 
 namespace BigModel.Tests.Inference;
