@@ -11,7 +11,7 @@ namespace BigModel.Tests.DeviceMaps;
 /// <summary>A fact that is skipped, with the reason shown, when the stories260K checkpoint is not on this machine.</summary>
 public sealed class Stories260KFactAttribute : FactAttribute
 {
-    public const string Folder = "/work/shared/models/stories260K";
+    public static readonly string Folder = SharedModels.Stories260K;
 
     public Stories260KFactAttribute()
     {
