@@ -128,6 +128,17 @@ Task("Fixtures").IsDependentOn("Build").Does(() =>
 {
     var code = Run("dotnet", $"run --project tools/Fixtures/BigModel.Fixtures.csproj -c {configuration} --no-build -- minilm --out \"{fixturesDir.Combine("minilm")}\"");
     if (code != 0) throw new Exception($"Laying out the MiniLM checkpoint failed with exit code {code}.");
+    // A 400 MB Llama for the memory-cgroup test (bigger than the memory it gets) and a tiny one for the runtime's own footprint.
+    var llamas = new Dictionary<string, string>
+    {
+        ["llama-400m"] = "--hidden 768 --intermediate 2048 --layers 12 --heads 12 --kv-heads 4 --vocab 16000",
+        ["llama-tiny"] = "--hidden 64 --intermediate 176 --layers 2 --heads 4 --kv-heads 2 --vocab 512",
+    };
+    foreach (var (name, shape) in llamas)
+    {
+        code = Run("dotnet", $"tools/Fixtures/bin/{configuration}/net10.0/BigModel.Fixtures.dll llama --out \"{fixturesDir.Combine(name)}\" {shape}");
+        if (code != 0) throw new Exception($"Generating the {name} checkpoint failed with exit code {code}.");
+    }
 });
 
 Task("UnitTests").IsDependentOn("Build").Does(() =>

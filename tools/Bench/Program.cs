@@ -5,6 +5,8 @@ using BigModel.Bench;
 
 // Runs BigModel's benchmarks and writes docs/benchmarks.md.
 //   dotnet run --project tools/Bench -c Release -- --report docs/benchmarks.md [--only name,name] [--quick] [--scratch DIR]
+// A benchmark that needs a process of its own (a memory cgroup) starts this program again with --decode-child.
+if (args.Length > 1 && args[0] == "--decode-child") return DecodeChild.Run(args);
 string report = "docs/benchmarks.md";
 string? only = null;
 bool quick = false;
@@ -23,7 +25,7 @@ for (int i = 0; i < args.Length; i++)
     }
 }
 
-IBenchmark[] all = [new IndexReadBenchmark(), new DeviceMapPlanningBenchmark(), new SplitBenchmark(), new InferenceDecodeBenchmark()];
+IBenchmark[] all = [new IndexReadBenchmark(), new DeviceMapPlanningBenchmark(), new SplitBenchmark(), new InferenceDecodeBenchmark(), new CgroupDecodeBenchmark()];
 var selected = only is null ? all : all.Where(b => only.Split(',').Contains(b.Name, StringComparer.OrdinalIgnoreCase)).ToArray();
 Directory.CreateDirectory(scratch);
 var context = new BenchContext(scratch, quick);

@@ -44,9 +44,13 @@ public sealed record InferenceOptions
     /// <summary>
     /// Drop disk-placed weights from the page cache once their block has run (mapped pages after use, copied ones
     /// right after reading), so they hold memory only while in the prefetch window. Off, the kernel keeps them
-    /// cached while memory allows (faster when the machine has room; under a memory limit it reclaims them itself).
+    /// cached while memory allows (faster when the machine has room). Null decides per run: on when
+    /// <see cref="AvailableHostBytes"/> is known and what it leaves beside the resident weights cannot cache the
+    /// disk-placed ones anyway — there the kernel would reclaim pages itself, blindly, prefetched ones included.
     /// </summary>
-    public bool ReleaseDiskPages { get; init; }
+    public bool? ReleaseDiskPages { get; init; }
+
+    internal bool ReleasesDiskPages => ReleaseDiskPages == true;
 
     /// <summary>
     /// Host memory the session may use, in bytes. When given, a placement whose cpu-resident weights plus the

@@ -13,8 +13,19 @@ namespace BigModel.Inference;
 /// </summary>
 public static class InferencePlacement
 {
-    /// <summary>Memory the runtime needs besides weights, KV cache and activations (libtorch, buffers, the host).</summary>
-    public const long RuntimeBaselineBytes = 512L << 20;
+    /// <summary>
+    /// Memory a process running a model holds besides weights, KV cache and activations: the .NET host, libtorch and
+    /// the tokenizer (a Linux x64 process running a model holds about 175 MiB of it resident: 70 MiB anonymous, 100 MiB of
+    /// mapped code); the rest is room for the code pages' page cache.
+    /// What the process already holds when the budget is measured counts towards it.
+    /// </summary>
+    public const long RuntimeBaselineBytes = 256L << 20;
+
+    /// <summary>What loading libtorch and its first kernels adds to a process (resident code, allocator pools).</summary>
+    private const long TorchLoadBytes = 160L << 20;
+
+    /// <summary>Blocks prefetched ahead of the computing one (the default prefetch depth).</summary>
+    private const int PrefetchWindowBlocks = 2;
 
     /// <summary>Strategies accepted where a device map is expected.</summary>
     public static readonly IReadOnlyList<string> StrategyNames = ["auto", "sequential", "balanced", "balanced_low_0"];
@@ -38,15 +49,36 @@ public static class InferencePlacement
                     $"'{given}' is neither a device map file nor a strategy ({string.Join(", ", StrategyNames)}).", given);
             return DeviceMap.Load(given).Measure(checkpoint, dtype);
         }
-        var options = new DeviceMapOptions
+        // A measured budget is everything free: keep back what running needs besides the weights.
+        long reserve = maxMemory is null ? RunReserve(checkpoint, dtype, contextTokens) : 0;
+        DeviceMapOptions Options(long held) => new()
         {
             MaxMemory = maxMemory,
             Strategy = DeviceMapStrategies.Parse(mapPathOrStrategy),
             DType = dtype,
-            // A measured budget is everything free: keep back what running needs besides the weights.
-            Reserve = maxMemory is null ? RunReserve(checkpoint, dtype, contextTokens) : 0,
+            Reserve = held,
         };
-        return DeviceMapPlanner.Plan(checkpoint, options);
+        var planned = DeviceMapPlanner.Plan(checkpoint, Options(reserve));
+        if (maxMemory is not null || !planned.UsesDisk || planned.LargestLayerBytes is not long largest) return planned;
+        // Offloading: the blocks in flight (the one computing and the prefetched ones) need memory too, in page
+        // cache or staging buffers, and under a container limit both count. The planner keeps one largest layer
+        // back; keep the rest of the widest prefetch window back as well, so the resident part never crowds it out.
+        long extra = WidestWindow(planned) - largest;
+        return extra > 0 ? DeviceMapPlanner.Plan(checkpoint, Options(reserve + extra)) : planned;
+    }
+
+    /// <summary>The most bytes that consecutive disk blocks (the computing one and the prefetched ones, cyclically) hold at once.</summary>
+    private static long WidestWindow(DeviceMap map)
+    {
+        var disk = map.Entries.Where(e => e.Device.IsDisk).Select(e => e.Bytes ?? 0).ToList();
+        long widest = 0;
+        for (int i = 0; i < disk.Count; i++)
+        {
+            long sum = 0;
+            for (int k = 0; k <= Math.Min(PrefetchWindowBlocks, disk.Count - 1); k++) sum += disk[(i + k) % disk.Count];
+            widest = Math.Max(widest, sum);
+        }
+        return widest;
     }
 
     /// <summary>KV cache and activations for one sequence of <paramref name="contextTokens"/>, plus the runtime's baseline.</summary>
@@ -63,7 +95,12 @@ public static class InferencePlacement
             DTypes = [precision],
             ContextLength = Math.Max(1, contextTokens),
         })[0];
-        return RuntimeBaselineBytes + estimate.KvCacheBytes + estimate.ActivationBytes;
+        // What this process holds already is part of the baseline (it is not free memory any more); libtorch, until
+        // it is loaded, is not, whatever the host holds (a PowerShell session can be larger than the whole baseline).
+        var now = ProcessMemory.Read();
+        long baseline = Math.Max(0, RuntimeBaselineBytes - now.RssAnonBytes - now.RssFileBytes);
+        if (!TorchRuntime.IsLoaded) baseline = Math.Max(baseline, TorchLoadBytes);
+        return baseline + estimate.KvCacheBytes + estimate.ActivationBytes;
     }
 
     /// <summary>Host memory a run may use: what this process can still get (container limits included).</summary>

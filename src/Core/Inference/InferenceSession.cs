@@ -143,6 +143,11 @@ public sealed class InferenceSession : IDisposable
         {
             var plan = WeightPlan.Create(blocks, resolver, execution, reader, options, checkpoint.Path);
             plan.CheckHostBudget(options.AvailableHostBytes, checkpoint.Path);
+            if (options.ReleaseDiskPages is null && plan.CannotCacheDiskWeights(options.AvailableHostBytes))
+            {
+                options = options with { ReleaseDiskPages = true };
+                plan = WeightPlan.Create(blocks, resolver, execution, reader, options, checkpoint.Path);
+            }
             var settings = ModelFolderSettings.Read(checkpoint.Directory, config);
             tokenizer = LoadTokenizer(checkpoint, options);
 

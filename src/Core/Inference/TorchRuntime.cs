@@ -6,12 +6,16 @@ namespace BigModel.Inference;
 /// <summary>Process-wide torch setup: the native runtime must load, and computes with the given number of threads.</summary>
 internal static class TorchRuntime
 {
+    /// <summary>Whether libtorch has been loaded into this process.</summary>
+    public static bool IsLoaded { get; private set; }
+
     public static void Initialise(int threads)
     {
         NativeRuntime.EnsureAvailable();
         try
         {
             torch.set_num_threads(threads);
+            IsLoaded = true;
         }
         catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or NotSupportedException or InvalidOperationException or BadImageFormatException)
         {

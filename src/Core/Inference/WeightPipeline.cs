@@ -165,7 +165,7 @@ internal sealed class WeightPipeline : IDisposable
         return new BlockWeights(route.Block, device, tensors, () =>
         {
             prepared?.Dispose();
-            if (_options.ReleaseDiskPages) ReleaseMappedPages(route);
+            if (_options.ReleasesDiskPages) ReleaseMappedPages(route);
             release?.Invoke();
         });
     }
@@ -218,7 +218,7 @@ internal sealed class WeightPipeline : IDisposable
                     {
                         bool onCuda = route.Compute.Kind == WeightLocationKind.Cuda;
                         var host = Stage(prepared, slot.Source)
-                            ?? _reader.Load(slot.Source, CPU, pin: onCuda, dropFromCache: _options.ReleaseDiskPages);
+                            ?? _reader.Load(slot.Source, CPU, pin: onCuda, dropFromCache: _options.ReleasesDiskPages);
                         if (!onCuda)
                         {
                             prepared.Tensors[bt.Key] = host;
@@ -269,7 +269,7 @@ internal sealed class WeightPipeline : IDisposable
         if (prepared.StagingUsed + size > _arena.Elements) return null;
         var view = TorchTypes.Own(prepared.Staging.narrow(0, prepared.StagingUsed, source.ElementCount).view(source.Shape.ToArray()));
         prepared.StagingUsed += size;
-        WeightReader.ReadInto(source, view, _options.ReleaseDiskPages);
+        WeightReader.ReadInto(source, view, _options.ReleasesDiskPages);
         return view;
     }
 

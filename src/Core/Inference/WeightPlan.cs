@@ -107,7 +107,7 @@ internal sealed class WeightPlan
                         break;
                     case SlotMode.Mapped:
                         // Row lookups need nothing brought in ahead; dense uses are paged in by the prefetcher.
-                        needsWork |= (options.Prefetch && !block.Tensors[i].Gathered) || options.ReleaseDiskPages
+                        needsWork |= (options.Prefetch && !block.Tensors[i].Gathered) || options.ReleasesDiskPages
                             || (!block.Tensors[i].Gathered && compute.Kind == WeightLocationKind.Cuda);
                         break;
                     default:
@@ -123,6 +123,13 @@ internal sealed class WeightPlan
     }
 
     /// <summary>Refuses, before loading, a plan that needs more host memory than <paramref name="available"/>.</summary>
+    /// <summary>
+    /// Whether host memory left beside the resident weights and the window is smaller than the disk-placed weights,
+    /// so the page cache cannot keep them from one token to the next.
+    /// </summary>
+    public bool CannotCacheDiskWeights(long? available) =>
+        available is long limit && MappedBytes + StreamedBytes > 0 && MappedBytes + StreamedBytes > limit - HostResidentBytes - WindowBytes;
+
     public void CheckHostBudget(long? available, string? file)
     {
         if (available is not long limit) return;

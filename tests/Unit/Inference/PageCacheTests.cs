@@ -38,6 +38,10 @@ public sealed class PageCacheTests : IDisposable
         // Released after use, only the blocks the prefetcher had brought in for the next step remain.
         Assert.True(Cached(new InferenceOptions { Threads = 1, PrefetchDepth = 1, ReleaseDiskPages = true }) < 0.4);
         Assert.True(Cached(new InferenceOptions { Threads = 1, Prefetch = false, ReleaseDiskPages = true }) < 0.1);
+        // Not chosen: released on its own when the memory granted could not cache the disk blocks anyway, kept when it could.
+        long diskBytes = layers.Sum(t => t.ByteLength);
+        Assert.True(Cached(new InferenceOptions { Threads = 1, PrefetchDepth = 1, AvailableHostBytes = diskBytes / 2 }) < 0.4);
+        Assert.True(Cached(new InferenceOptions { Threads = 1, PrefetchDepth = 1, AvailableHostBytes = 4 * diskBytes }) > 0.9);
     }
 
     /// <summary>The fraction of the pages lying wholly inside <paramref name="tensors"/> that the page cache holds.</summary>
