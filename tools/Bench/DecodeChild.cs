@@ -10,7 +10,7 @@ namespace BigModel.Bench;
 
 /// <summary>
 /// One decode run in a process of its own, so a benchmark can put it in a memory cgroup:
-/// <c>BigModel.Bench --decode-child FOLDER [--tokens N] [--resident] [--max-memory TEXT]</c>. Without
+/// <c>BigModel.Bench --decode-child FOLDER [--tokens N] [--resident] [--max-memory TEXT] [--copied] [--prefetch-depth N] [--no-prefetch]</c>. Without
 /// <c>--resident</c> or <c>--max-memory</c> the placement is what a user gets by default: the cpu budget is the memory
 /// this process may still use (cgroup limit included), the rest goes to disk. Answers with one JSON line.
 /// </summary>
@@ -22,6 +22,7 @@ public static class DecodeChild
         int tokens = 8;
         bool resident = false;
         string? maxMemory = null;
+        var options = new InferenceOptions();
         for (int i = 2; i < args.Length; i++)
         {
             switch (args[i])
@@ -29,6 +30,9 @@ public static class DecodeChild
                 case "--tokens": tokens = int.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture); break;
                 case "--resident": resident = true; break;
                 case "--max-memory": maxMemory = args[++i]; break;
+                case "--copied": options = options with { DiskAccess = DiskAccess.Copied }; break;
+                case "--prefetch-depth": options = options with { PrefetchDepth = int.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture) }; break;
+                case "--no-prefetch": options = options with { Prefetch = false }; break;
                 default: throw new ArgumentException($"unknown argument '{args[i]}'");
             }
         }
@@ -40,7 +44,7 @@ public static class DecodeChild
             IReadOnlyDictionary<string, string> placement = resident
                 ? new Dictionary<string, string> { [""] = "cpu" }
                 : InferencePlacement.Resolve(checkpoint, null, null, maxMemory is null ? null : MaxMemory.ParseText(maxMemory), null, tokens + 8).ToPlacement();
-            using var session = InferenceSession.Open(checkpoint, placement, new InferenceOptions { AvailableHostBytes = memory.AvailableBytes });
+            using var session = InferenceSession.Open(checkpoint, placement, options with { AvailableHostBytes = memory.AvailableBytes });
             double load = clock.Elapsed.TotalSeconds;
             var result = session.Generate([1], new GenerationOptions { MaxNewTokens = tokens + 1, StopTokenIds = [] });
             var report = session.LoadReport;
