@@ -16,6 +16,7 @@ public sealed class PyTorchArchiveTarget : IFuzzTarget
     {
         var seeds = sources.TorchArchives().ToList();
         seeds.Add(PicklePayloadTarget.Generated());
+        seeds.AddRange(sources.RealStateDictArchives());
         return seeds;
     }
 
