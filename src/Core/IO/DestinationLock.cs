@@ -26,7 +26,7 @@ internal static class DestinationLock
             catch (IOException e) when (IsSharingViolation(e))
             {
                 throw new BigModelException(BigModelErrorCode.DestinationLocked,
-                    $"another process is writing this destination (it holds {lockPath}); wait for it to finish.", destination, inner: e);
+                    $"another process or thread is writing this destination and holds its lock ({lockPath}); wait for it to finish, or choose another destination.", destination, inner: e);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
