@@ -16,6 +16,7 @@ try
         "split" => SplitCommand.Run(arguments),
         "offload" => OffloadCommand.Run(arguments),
         "digest" => DigestCommand.Run(arguments),
+        "attacks" => AttacksCommand.Run(arguments),
         "bench" => BenchCommand.Run(arguments),
         "kill-trials" => KillTrials.Run(arguments),
         "disk-full" => DiskFullTrial.Run(arguments),

@@ -27,6 +27,11 @@ internal static class Usage
               Times `cp` (+ fsync) of SOURCE's weight files against a split of SOURCE into WORKDIR, alternating, and
               reports throughput of each, their ratio, and the split's peak RSS. Appends a table to FILE if given.
 
+          attacks [--fixtures DIR] [--stories DIR]
+              Runs the pickle/zip attack corpus (attacks.json) and path-escape and resource-limit probes, printing
+              what each ended in as Markdown tables (those of docs/reliability.md). Exit 0 when every answer is the
+              expected typed error.
+
           kill-trials --work DIR [--target split|offload] [--trials N] [--size SIZE] [--seed N]
               Starts splits (or offload conversions) as child processes and kills them (SIGKILL) at random moments
               and phases; after each kill the destination (the offload file) must be absent, untouched, or complete
