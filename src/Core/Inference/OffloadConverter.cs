@@ -16,7 +16,8 @@ namespace BigModel.Inference;
 /// A finished file is used by any number of readers at once without locking. Writing takes an exclusive lock beside
 /// the file (a second writer fails with DestinationLocked instead of interleaving), goes to a temporary name, is
 /// flushed to disk and renamed into place, so an interrupted conversion (kill, full disk, cancellation) never leaves a
-/// file under the final name; temporary files a killed writer left are removed by the next writer. An offload folder
+/// file under the final name; the temporary file and lock file a killed writer left are removed by the next writer or
+/// reader of that folder. An offload folder
 /// inside a folder anyone may write to (the system temp folder) must belong to this user and be writable by no one
 /// else, since whoever can replace the converted file decides the weights the model runs with.
 /// </remarks>
@@ -38,13 +39,17 @@ internal static class OffloadConverter
         if (tensors.Count == 0) return new Dictionary<string, TensorInfo>();
         folder = PrepareFolder(folder);
         var target = Path.Combine(folder, FilePrefix + Key(tensors) + ".safetensors");
-        if (TryReuse(target, tensors) is { } reused) return reused;
+        if (TryReuse(target, tensors) is { } reused)
+        {
+            RemoveLeftoversOfDeadWriters(folder, target);
+            return reused;
+        }
 
         using (DestinationLock.Acquire(LockPath(target), target))
         {
+            RemoveLeftovers(folder, target);
             // The writer that held the lock a moment ago may have finished this very conversion.
             if (TryReuse(target, tensors) is { } finished) return finished;
-            RemoveLeftovers(folder, target);
             Write(tensors, target, progress, cancel, checkFreeSpace);
             return TryReuse(target, tensors)
                 ?? throw new BigModelException(BigModelErrorCode.WriteVerificationFailed, "the converted offload file does not hold the tensors written to it.", target);
@@ -159,6 +164,32 @@ internal static class OffloadConverter
         if (available < needed)
             throw new BigModelException(BigModelErrorCode.DiskFull,
                 $"converting the disk-placed weights needs {ByteSize.Format(needed)} ({needed} bytes) in the offload folder, but its disk has {ByteSize.Format(available)} ({available} bytes) free.", folder);
+    }
+
+    /// <summary>
+    /// After reusing a finished file: the lock file and temporary files a killed writer left, removed under the lock.
+    /// A reader finding nothing of the kind writes nothing; one that cannot take the lock (a live writer holds it, or
+    /// the folder is read-only) leaves the cleaning to a later run.
+    /// </summary>
+    private static void RemoveLeftoversOfDeadWriters(string folder, string target)
+    {
+        try
+        {
+            if (!File.Exists(LockPath(target)) && !Directory.EnumerateFiles(folder, FilePrefix + "*" + TempMarker + "*").Any()) return;
+        }
+        catch (Exception e) when (FileErrors.IsFileSystemError(e))
+        {
+            return;
+        }
+        try
+        {
+            using (DestinationLock.Acquire(LockPath(target), target))
+                RemoveLeftovers(folder, target);
+        }
+        catch (BigModelException)
+        {
+            // Not now; nothing depends on it.
+        }
     }
 
     /// <summary>

@@ -44,6 +44,29 @@ public sealed class OffloadFolderSafetyTests : IDisposable
     }
 
     [Fact]
+    public void Reusing_a_finished_file_removes_what_a_killed_writer_left_unless_a_writer_is_alive()
+    {
+        var folder = _dir.Combine("offload");
+        var file = OffloadConverter.Convert(Source(), folder, null, CancellationToken.None)["a"].File;
+        var lockFile = OffloadConverter.LockPath(file);
+        var temp = file + OffloadConverter.TempMarker + "0123456789ab";
+
+        // A live writer's lock and temporary file are left alone.
+        File.WriteAllBytes(temp, [1, 2, 3]);
+        using (BigModel.IO.DestinationLock.Acquire(lockFile, file))
+        {
+            Assert.Equal(file, OffloadConverter.Convert(Source(), folder, null, CancellationToken.None)["a"].File);
+            Assert.True(File.Exists(temp));
+            Assert.True(File.Exists(lockFile));
+        }
+
+        // A killed writer's: its lock file outlives it (the lock itself does not).
+        File.WriteAllBytes(lockFile, []);
+        Assert.Equal(file, OffloadConverter.Convert(Source(), folder, null, CancellationToken.None)["a"].File);
+        Assert.Equal([file], Directory.GetFiles(folder));
+    }
+
+    [Fact]
     public void In_a_folder_anyone_may_write_to_the_offload_folder_is_created_private()
     {
         if (OperatingSystem.IsWindows()) return;
