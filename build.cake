@@ -10,7 +10,7 @@
 //   Demo        the cmdlets on real models
 //   Bench       benchmarks, written to docs/benchmarks.md
 //   Pack        artifacts/packages: BigModel (module), BigModel.Runtime.<rid> (natives + runner), BigModel.Build (MSBuild)
-//   Fuzz        long mutation-fuzzing run (--iterations=100000 per format), written to docs/fuzz-results.md
+//   Fuzz        long mutation-fuzzing run (--iterations=100000 per format), written to docs/fuzz-results.md (see docs/reliability.md)
 // Options
 //   --configuration=Release|Debug   (default Release)
 //   --torch-backend=cpu|cuda        libtorch flavour (default cpu; also TORCH_BACKEND)
@@ -304,10 +304,14 @@ Task("Pack")
         Information("{0}: {1:N0} bytes", System.IO.Path.GetFileName(package), new System.IO.FileInfo(package).Length);
 });
 
-Task("Fuzz").IsDependentOn("Build").Does(() =>
+Task("Fuzz").IsDependentOn("Build").IsDependentOn("Fixtures").Does(() =>
 {
+    // --iterations=N per format, --fuzz-seed=S, --fuzz-targets=safetensors,index,... (default: every format)
     var iterations = Argument("iterations", 100_000);
-    var code = Run("dotnet", $"run --project tests/Fuzz/BigModel.Fuzz.csproj -c {configuration} --no-build -- --iterations {iterations} --findings tests/fuzz-regressions --minilm \"{fixturesDir.Combine("minilm")}\" --report docs/fuzz-results.md");
+    var seed = Argument("fuzz-seed", 1);
+    var only = Argument("fuzz-targets", "");
+    var selection = only.Length > 0 ? $" --target {only}" : "";
+    var code = Run("dotnet", $"run --project tests/Fuzz/BigModel.Fuzz.csproj -c {configuration} --no-build -- --iterations {iterations} --seed {seed}{selection} --findings tests/fuzz-regressions --minilm \"{fixturesDir.Combine("minilm")}\" --report docs/fuzz-results.md");
     if (code != 0) throw new Exception("Fuzzing found inputs that end in an untyped failure, a hang or runaway allocation; see tests/fuzz-regressions.");
 });
 

@@ -30,4 +30,14 @@ public sealed record SeedSources(string? Stories260K, string? MiniLM, string? Py
             ? new[] { "hf_default.bin", "hf_protocol4.bin", "hf_protocol5.bin", "nested.pt" }
                 .Select(n => Path.Combine(folder, n)).Where(File.Exists).Select(File.ReadAllBytes).ToList()
             : [];
+
+    /// <summary>
+    /// pytorch_model.bin archives laid out as torch.save writes them, holding the tensors (names, dtypes, ranks) of the
+    /// real checkpoints present, each shrunk to one element.
+    /// </summary>
+    public IReadOnlyList<byte[]> RealStateDictArchives() =>
+        new[] { MiniLM, Stories260K }
+            .Where(folder => folder is not null && File.Exists(Path.Combine(folder, "model.safetensors")))
+            .Select(folder => Archives.StateDictArchive.Build(Targets.SafetensorsTarget.ShrunkSpecs(Path.Combine(folder!, "model.safetensors")).Specs))
+            .ToList();
 }

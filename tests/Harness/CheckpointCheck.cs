@@ -8,17 +8,33 @@ namespace BigModel.Harness;
 internal static class CheckpointCheck
 {
     /// <summary>SHA-256 of every tensor's bytes, by name.</summary>
-    public static Dictionary<string, string> Digests(Checkpoint checkpoint)
+    public static Dictionary<string, string> Digests(Checkpoint checkpoint) => Digests(checkpoint.Tensors);
+
+    /// <summary>SHA-256 of every tensor's bytes, by name.</summary>
+    public static Dictionary<string, string> Digests(IEnumerable<TensorInfo> tensors)
     {
         var result = new Dictionary<string, string>(StringComparer.Ordinal);
         var buffer = new byte[4 << 20];
-        foreach (var tensor in checkpoint.Tensors)
+        foreach (var tensor in tensors)
         {
             using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
             TensorData.Read(tensor, chunk => hash.AppendData(chunk), buffer);
             result[tensor.Name] = Convert.ToHexString(hash.GetHashAndReset());
         }
         return result;
+    }
+
+    /// <summary>One SHA-256 over the names, dtypes, shapes and bytes of <paramref name="tensors"/>, in the order given.</summary>
+    public static string Digest(IEnumerable<TensorInfo> tensors)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = new byte[4 << 20];
+        foreach (var tensor in tensors)
+        {
+            hash.AppendData(System.Text.Encoding.UTF8.GetBytes($"{tensor.Name}|{tensor.DType}|{tensor.ShapeText}|"));
+            TensorData.Read(tensor, chunk => hash.AppendData(chunk), buffer);
+        }
+        return Convert.ToHexString(hash.GetHashAndReset());
     }
 
     /// <summary>Null when <paramref name="folder"/> opens cleanly and holds exactly the expected tensors; else the problem.</summary>

@@ -8,7 +8,8 @@ namespace BigModel.Harness;
 /// <summary>
 /// Splits onto a tmpfs too small for the output. The split must fail with DiskFull and leave the file system as it
 /// found it, both when the up-front free-space check refuses and when the disk really fills mid-write; an existing
-/// destination replaced with Force must survive such a failure intact. A split that fits must succeed there.
+/// destination replaced with Force must survive such a failure intact. A split that fits must succeed there. With
+/// --target offload, the same for conversions into an offload folder (<see cref="OffloadDiskFull"/>).
 /// </summary>
 internal static partial class DiskFullTrial
 {
@@ -16,6 +17,12 @@ internal static partial class DiskFullTrial
     {
         var work = Path.GetFullPath(args.Required("work"));
         long tmpfsSize = args.Size("size", 16L << 20);
+        bool offload = (args.Option("target") ?? "split") switch
+        {
+            "split" => false,
+            "offload" => true,
+            _ => throw new UsageException("--target must be split or offload."),
+        };
         if (!OperatingSystem.IsLinux()) return Skip("the disk-full trial mounts a Linux tmpfs");
         if (geteuid() != 0) return Skip("mounting a tmpfs needs root");
         Directory.CreateDirectory(work);
@@ -30,28 +37,7 @@ internal static partial class DiskFullTrial
         int failures = 0;
         try
         {
-            var big = Path.Combine(work, "big");
-            var small = Path.Combine(work, "small");
-            Folders.Delete(big);
-            Folders.Delete(small);
-            GenerateCommand.Write(big, tmpfsSize * 5 / 2, 1L << 20, DType.F32, seed: 9);
-            GenerateCommand.Write(small, tmpfsSize / 4, 1L << 20, DType.F32, seed: 10);
-            var destination = Path.Combine(mount, "out");
-
-            failures += Expect("free-space check", () => Split(big, destination, checkFreeSpace: true, force: false), mount, []);
-            failures += Expect("disk fills mid-write", () => Split(big, destination, checkFreeSpace: false, force: false), mount, []);
-
-            var fits = Split(small, destination, checkFreeSpace: true, force: false);
-            var fitted = Directory.EnumerateFileSystemEntries(mount).Select(Path.GetFileName).ToArray();
-            bool fitOk = fitted is ["out"] && Checkpoint.Open(destination).Tensors.Count == Checkpoint.Open(small).Tensors.Count;
-            Console.WriteLine($"small split onto the tmpfs: {(fitOk ? "ok" : "FAIL")} ({fits.ShardFiles.Count} shard(s))");
-            if (!fitOk) failures++;
-
-            var before = Snapshot(destination);
-            failures += Expect("replacing with -Force, disk fills mid-write", () => Split(big, destination, checkFreeSpace: false, force: true), mount, ["out"]);
-            bool intact = Snapshot(destination).SequenceEqual(before);
-            Console.WriteLine($"existing destination after the failed replace: {(intact ? "intact" : "FAIL: changed")}");
-            if (!intact) failures++;
+            failures = offload ? OffloadDiskFull.Run(work, mount, tmpfsSize) : SplitOntoFullDisk(work, mount, tmpfsSize);
         }
         finally
         {
@@ -63,16 +49,44 @@ internal static partial class DiskFullTrial
         return failures == 0 ? 0 : 1;
     }
 
+    private static int SplitOntoFullDisk(string work, string mount, long tmpfsSize)
+    {
+        int failures = 0;
+        var big = Path.Combine(work, "big");
+        var small = Path.Combine(work, "small");
+        Folders.Delete(big);
+        Folders.Delete(small);
+        GenerateCommand.Write(big, tmpfsSize * 5 / 2, 1L << 20, DType.F32, seed: 9);
+        GenerateCommand.Write(small, tmpfsSize / 4, 1L << 20, DType.F32, seed: 10);
+        var destination = Path.Combine(mount, "out");
+
+        failures += Expect("free-space check", () => Split(big, destination, checkFreeSpace: true, force: false), mount, []);
+        failures += Expect("disk fills mid-write", () => Split(big, destination, checkFreeSpace: false, force: false), mount, []);
+
+        var fits = Split(small, destination, checkFreeSpace: true, force: false);
+        var fitted = Directory.EnumerateFileSystemEntries(mount).Select(Path.GetFileName).ToArray();
+        bool fitOk = fitted is ["out"] && Checkpoint.Open(destination).Tensors.Count == Checkpoint.Open(small).Tensors.Count;
+        Console.WriteLine($"small split onto the tmpfs: {(fitOk ? "ok" : "FAIL")} ({fits.ShardFiles.Count} shard(s))");
+        if (!fitOk) failures++;
+
+        var before = Snapshot(destination);
+        failures += Expect("replacing with -Force, disk fills mid-write", () => Split(big, destination, checkFreeSpace: false, force: true), mount, ["out"]);
+        bool intact = Snapshot(destination).SequenceEqual(before);
+        Console.WriteLine($"existing destination after the failed replace: {(intact ? "intact" : "FAIL: changed")}");
+        if (!intact) failures++;
+        return failures;
+    }
+
     private static SplitResult Split(string source, string destination, bool checkFreeSpace, bool force) =>
         CheckpointSplitter.Split(Checkpoint.Open(source), destination,
             new SplitOptions { MaxShardSize = 4L << 20, CheckFreeSpace = checkFreeSpace, Force = force, ChunkBytes = 1 << 20 });
 
-    private static int Expect(string what, Action split, string mount, string[] remaining)
+    internal static int Expect(string what, Action split, string mount, string[] remaining)
     {
         try
         {
             split();
-            Console.WriteLine($"{what}: FAIL: the split succeeded");
+            Console.WriteLine($"{what}: FAIL: it succeeded");
             return 1;
         }
         catch (BigModelException e) when (e.Code == BigModelErrorCode.DiskFull)
@@ -89,7 +103,7 @@ internal static partial class DiskFullTrial
         }
     }
 
-    private static List<(string, long, DateTime)> Snapshot(string folder) =>
+    internal static List<(string, long, DateTime)> Snapshot(string folder) =>
         Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal)
             .Select(f => (f, new FileInfo(f).Length, File.GetLastWriteTimeUtc(f))).ToList();
 

@@ -17,6 +17,12 @@ internal static class KillTrials
 
     public static int Run(Arguments args)
     {
+        switch (args.Option("target") ?? "split")
+        {
+            case "split": break;
+            case "offload": return OffloadKillTrials.Run(args);
+            default: throw new UsageException("--target must be split or offload.");
+        }
         var work = Path.GetFullPath(args.Required("work"));
         int trials = args.Int("trials", 32);
         long size = args.Size("size", 48L << 20);
@@ -135,10 +141,10 @@ internal static class KillTrials
         return failures == 0 ? 0 : 1;
     }
 
-    /// <summary>Runs a split child; kills it when <paramref name="killWhen"/> matches an output line or after <paramref name="killAfter"/>.</summary>
-    private static (int Code, string Output) RunChild(string[] args, Func<string, bool>? killWhen, out bool killed, TimeSpan? killAfter = null)
+    /// <summary>Runs a harness child (split, offload); kills it when <paramref name="killWhen"/> matches an output line or after <paramref name="killAfter"/>.</summary>
+    internal static (int Code, string Output) RunChild(string[] args, Func<string, bool>? killWhen, out bool killed, TimeSpan? killAfter = null)
     {
-        using var process = Process.Start(ChildProcess.Harness(args)) ?? throw new InvalidOperationException("could not start the split child");
+        using var process = Process.Start(ChildProcess.Harness(args)) ?? throw new InvalidOperationException("could not start the child");
         var output = new System.Text.StringBuilder();
         bool wasKilled = false;
         var gate = new object();
@@ -169,7 +175,7 @@ internal static class KillTrials
         if (!process.WaitForExit(ChildTimeout))
         {
             process.Kill(entireProcessTree: true);
-            throw new TimeoutException("a split child did not finish in time");
+            throw new TimeoutException("a child did not finish in time");
         }
         timer?.Dispose();
         lock (gate) killed = wasKilled;

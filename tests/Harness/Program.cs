@@ -1,7 +1,7 @@
 using BigModel.Errors;
 using BigModel.Harness;
 
-// Exit codes: 0 success, 1 a check failed, 2 a BigModel error (split command), 3 skipped (prerequisite missing), 64 usage.
+// Exit codes: 0 success, 1 a check failed, 2 a BigModel error (split, offload, digest), 3 skipped (prerequisite missing), 64 usage.
 try
 {
     if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
@@ -14,6 +14,9 @@ try
     {
         "generate" => GenerateCommand.Run(arguments),
         "split" => SplitCommand.Run(arguments),
+        "offload" => OffloadCommand.Run(arguments),
+        "digest" => DigestCommand.Run(arguments),
+        "attacks" => AttacksCommand.Run(arguments),
         "bench" => BenchCommand.Run(arguments),
         "kill-trials" => KillTrials.Run(arguments),
         "disk-full" => DiskFullTrial.Run(arguments),

@@ -13,6 +13,7 @@ internal static class SplitCommand
         var source = args.Positional(0, "SOURCE");
         var destination = args.Positional(1, "DEST");
         bool phases = args.Flag("phases");
+        var pauseAt = args.Option("pause-at");
         var options = new SplitOptions
         {
             MaxShardSize = args.Size("max-shard-size", ShardPlanner.DefaultMaxShardSize),
@@ -26,8 +27,7 @@ internal static class SplitCommand
         {
             if (!phases || (p.Phase, p.Shard) == last) return;
             last = (p.Phase, p.Shard);
-            Console.Out.WriteLine(p.Phase == SplitPhase.WritingShards ? $"phase {p.Phase} {p.Shard}" : $"phase {p.Phase}");
-            Console.Out.Flush();
+            PhaseLine.Write(p.Phase == SplitPhase.WritingShards ? $"phase {p.Phase} {p.Shard}" : $"phase {p.Phase}", pauseAt);
         });
         try
         {

@@ -5,7 +5,7 @@ namespace BigModel.IO;
 
 /// <summary>
 /// The few Linux/POSIX calls .NET does not expose that atomic, durable and fast writing needs: renameat2 (swap two
-/// folders in one step, or rename without replacing), fsync of a directory, statx's link count and copy_file_range. Every entry point reports whether it could act, so callers fall back to portable code elsewhere.
+/// folders in one step, or rename without replacing), fsync of a directory, statx's link count, owner and mode, and copy_file_range. Every entry point reports whether it could act, so callers fall back to portable code elsewhere.
 /// </summary>
 internal static partial class FileSystemNative
 {
@@ -135,6 +135,41 @@ internal static partial class FileSystemNative
     }
 
     /// <summary>
+    /// The owner and mode bits (type included) of <paramref name="path"/> itself, a symbolic link not followed; null
+    /// where the platform cannot tell or the path does not exist.
+    /// </summary>
+    public static unsafe (uint Owner, int Mode)? OwnerAndMode(string path)
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        try
+        {
+            byte* buffer = stackalloc byte[256];
+            const int noFollow = 0x100;        // AT_SYMLINK_NOFOLLOW
+            const uint mask = 0x1 | 0x2 | 0x8; // STATX_TYPE | STATX_MODE | STATX_UID
+            if (statx(AtCurrentDirectory, path, noFollow, mask, buffer) != 0) return null;
+            return (*(uint*)(buffer + 20), *(ushort*)(buffer + 28)); // stx_uid, stx_mode
+        }
+        catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The effective user id of this process, or null where there is none to ask.</summary>
+    public static uint? EffectiveUserId()
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        try
+        {
+            return geteuid();
+        }
+        catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
     /// Copies up to <paramref name="length"/> bytes between two open files inside the kernel (copy_file_range), at
     /// the given offsets, which advance by the bytes copied. Returns the bytes copied (0 at the input's end), or -1
     /// when the platform or these file systems cannot do it, so the caller copies through memory instead.
@@ -180,6 +215,9 @@ internal static partial class FileSystemNative
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int fsync(int fd);
+
+    [LibraryImport("libc")]
+    private static partial uint geteuid();
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int close(int fd);

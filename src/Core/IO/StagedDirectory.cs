@@ -75,7 +75,7 @@ public sealed class StagedDirectory : IDisposable
         {
             throw IoError(parent, e);
         }
-        var @lock = AcquireLock(Path.Combine(parent, "." + name + LockSuffix), full);
+        var @lock = DestinationLock.Acquire(Path.Combine(parent, "." + name + LockSuffix), full);
         var staged = new StagedDirectory(full, parent, name, @lock, replace);
         try
         {
@@ -182,7 +182,7 @@ public sealed class StagedDirectory : IDisposable
         if (_disposed) return;
         _disposed = true;
         if (!_committed) DeleteQuietly(StagingPath);
-        // Closing deletes the lock file (DeleteOnClose unlinks before releasing the lock, see AcquireLock).
+        // Closing deletes the lock file (DeleteOnClose unlinks before releasing the lock, see DestinationLock).
         _lock.Dispose();
     }
 
@@ -220,44 +220,6 @@ public sealed class StagedDirectory : IDisposable
             if (entryName.StartsWith(staging, StringComparison.Ordinal)) yield return (entry, false);
             else if (entryName.StartsWith(aside, StringComparison.Ordinal)) yield return (entry, true);
         }
-    }
-
-    private static FileStream AcquireLock(string lockPath, string destination)
-    {
-        // flock-based on Unix, share-mode based on Windows: a second writer fails at once instead of waiting.
-        // DeleteOnClose removes the name while the lock is still held; a writer that opened the old file just before
-        // that finds its file has no name left (link count 0) and retries on the current one.
-        for (int attempt = 0; attempt < 8; attempt++)
-        {
-            FileStream stream;
-            try
-            {
-                stream = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose);
-            }
-            catch (IOException e) when (IsSharingViolation(e))
-            {
-                throw new BigModelException(BigModelErrorCode.DestinationLocked,
-                    $"another process is writing this destination (it holds {lockPath}); wait for it to finish.", destination, inner: e);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                throw IoError(lockPath, e);
-            }
-            if (FileSystemNative.LinkCount(stream.SafeFileHandle) is 0)
-            {
-                stream.Dispose();
-                continue;
-            }
-            return stream;
-        }
-        throw new BigModelException(BigModelErrorCode.DestinationLocked, "the destination's lock file keeps changing; another writer is busy with it.", destination);
-    }
-
-    private static bool IsSharingViolation(IOException e)
-    {
-        int code = e.HResult & 0xFFFF;
-        // EWOULDBLOCK/EAGAIN (Linux 11, macOS 35) from flock; ERROR_SHARING_VIOLATION / ERROR_LOCK_VIOLATION on Windows.
-        return code is 11 or 35 or 32 or 33;
     }
 
     private static bool Exists(string path) => Directory.Exists(path) || File.Exists(path) || new FileInfo(path).LinkTarget is not null;

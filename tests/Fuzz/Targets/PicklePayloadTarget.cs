@@ -22,7 +22,7 @@ public sealed class PicklePayloadTarget : IFuzzTarget
     {
         var seeds = new List<byte[]>();
         _layouts = [];
-        foreach (var archive in sources.TorchArchives().Append(Generated()))
+        foreach (var archive in sources.TorchArchives().Append(Generated()).Concat(sources.RealStateDictArchives()))
         {
             var (prefix, pickle, storages) = Unpack(archive);
             seeds.Add([(byte)_layouts.Count, .. pickle]);

@@ -16,8 +16,11 @@ public sealed class PyTorchArchiveTarget : IFuzzTarget
     {
         var seeds = sources.TorchArchives().ToList();
         seeds.Add(PicklePayloadTarget.Generated());
+        seeds.AddRange(sources.RealStateDictArchives());
         return seeds;
     }
+
+    private const int MaxGrownBytes = 4 << 20;
 
     public byte[]? MutateStructure(byte[] input, Random random)
     {
@@ -35,7 +38,8 @@ public sealed class PyTorchArchiveTarget : IFuzzTarget
             }
             case 1: // a local header field
             {
-                var headers = Find(bytes, [0x50, 0x4b, 0x03, 0x04]);
+                // A signature near the end (mutated data can hold one anywhere) leaves no room for a whole header.
+                var headers = Find(bytes, [0x50, 0x4b, 0x03, 0x04]).Where(h => h + 30 <= bytes.Length).ToList();
                 if (headers.Count == 0) return null;
                 bytes[headers[random.Next(headers.Count)] + 4 + random.Next(26)] = (byte)random.Next(256);
                 return bytes;
@@ -44,7 +48,8 @@ public sealed class PyTorchArchiveTarget : IFuzzTarget
             {
                 int a = random.Next(bytes.Length), b = random.Next(bytes.Length);
                 if (a > b) (a, b) = (b, a);
-                return random.Next(2) == 0 ? [.. bytes[..b], .. bytes[a..]] : [.. bytes[..a], .. bytes[b..]];
+                // Duplication only while the input stays small, so repeated growth cannot swamp the run.
+                return random.Next(2) == 0 && bytes.Length + (b - a) <= MaxGrownBytes ? [.. bytes[..b], .. bytes[a..]] : [.. bytes[..a], .. bytes[b..]];
             }
         }
     }

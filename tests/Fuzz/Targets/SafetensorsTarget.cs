@@ -69,12 +69,19 @@ public sealed class SafetensorsTarget : IFuzzTarget
     /// <summary>A real file's header (names, dtypes, metadata) with every tensor shrunk to one element.</summary>
     private static byte[] Shrunk(string path)
     {
-        var header = SafetensorsHeader.Read(path);
-        var specs = header.Tensors.Select(t => new TensorSpec(t.Name, t.DType, t.Shape.Count == 0 ? [] : Enumerable.Repeat(1L, t.Shape.Count).ToArray()));
-        var layout = SafetensorsLayout.Create(specs, header.Metadata);
+        var (specs, metadata) = ShrunkSpecs(path);
+        var layout = SafetensorsLayout.Create(specs, metadata);
         var bytes = new byte[layout.FileLength];
         BinaryPrimitives.WriteUInt64LittleEndian(bytes, (ulong)layout.Header.Length);
         layout.Header.CopyTo(bytes, 8);
         return bytes;
+    }
+
+    /// <summary>The tensors of a real file, each shrunk to one element of the same rank, and its metadata.</summary>
+    internal static (IReadOnlyList<TensorSpec> Specs, IReadOnlyDictionary<string, string>? Metadata) ShrunkSpecs(string path)
+    {
+        var header = SafetensorsHeader.Read(path);
+        var specs = header.Tensors.Select(t => new TensorSpec(t.Name, t.DType, t.Shape.Count == 0 ? [] : Enumerable.Repeat(1L, t.Shape.Count).ToArray())).ToList();
+        return (specs, header.Metadata);
     }
 }

@@ -1,5 +1,6 @@
 using BigModel.Errors;
 using BigModel.Fuzz;
+using BigModel.Tests.Fixtures;
 using BigModel.Tests.Support;
 
 namespace BigModel.Tests.Reliability;
@@ -42,12 +43,31 @@ public sealed class FuzzRegressionTests
 
     public static TheoryData<string> Targets() => new(FuzzTargets.All.Select(t => t.Name));
 
+    private static SeedSources AllSources() =>
+        new(SharedModels.HasStories260K ? SharedModels.Stories260K : null, TestFixtures.MiniLm,
+            Path.Combine(SharedModels.RepositoryRoot, "tests", "Unit", "fixtures", "pytorch", "valid"));
+
+    [Theory]
+    [MemberData(nameof(Targets))]
+    public void Every_seed_is_a_valid_input(string target)
+    {
+        // A seed the target rejects would only teach the fuzzer that one error path.
+        var fuzzTarget = FuzzTargets.All.Single(t => t.Name == target);
+        var seeds = fuzzTarget.Seeds(AllSources());
+        using var scratch = new Scratch();
+        Assert.True(seeds.Count >= 2, $"{target} has {seeds.Count} seed(s)");
+        for (int i = 0; i < seeds.Count; i++)
+        {
+            var error = Record.Exception(() => fuzzTarget.Execute(seeds[i], scratch));
+            Assert.True(error is null, $"{target} seed {i} ({seeds[i].Length} bytes) is rejected: {error}");
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Targets))]
     public void A_short_fuzzing_run_finds_nothing(string target)
     {
-        var sources = new SeedSources(SharedModels.HasStories260K ? SharedModels.Stories260K : null, null,
-            Path.Combine(SharedModels.RepositoryRoot, "tests", "Unit", "fixtures", "pytorch", "valid"));
+        var sources = AllSources();
         using var findings = new TempDirectory();
         var report = Fuzzer.Run(FuzzTargets.All.Single(t => t.Name == target), sources, iterations: 1500, seed: 20261125, findings.Path);
         Assert.True(report.Findings.Count == 0, string.Join(Environment.NewLine, report.Findings.Select(f => f.Detail)));

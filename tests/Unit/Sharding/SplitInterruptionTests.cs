@@ -35,23 +35,7 @@ public sealed class SplitInterruptionTests(ITestOutputHelper output) : IDisposab
         Assert.Contains("disk-full: passed", text, StringComparison.Ordinal);
     }
 
-    private static (int Code, string Output) RunHarness(TimeSpan timeout, params string[] args)
-    {
-        Assert.True(File.Exists(TestPaths.Harness), $"the harness is not built at {TestPaths.Harness}");
-        var dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet";
-        var info = new ProcessStartInfo(dotnet) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        info.ArgumentList.Add(TestPaths.Harness);
-        foreach (var a in args) info.ArgumentList.Add(a);
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(timeout))
-        {
-            process.Kill(entireProcessTree: true);
-            return (-1, $"timed out after {timeout}\n{stdout.Result}{stderr.Result}");
-        }
-        return (process.ExitCode, stdout.Result + stderr.Result);
-    }
+    private static (int Code, string Output) RunHarness(TimeSpan timeout, params string[] args) => HarnessProcess.Run(timeout, args);
 }
 
 /// <summary>A fact that mounts a tmpfs; reported as skipped, with the reason, unless running as root on Linux with mount working.</summary>
