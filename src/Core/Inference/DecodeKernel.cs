@@ -130,7 +130,7 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
             _inputCapacity = needed;
         }
         if (format == WeightFormat.BF16) InputConversion.BF16ToSingle((ushort*)source, _inputs, needed);
-        else InputConversion.HalfToScaledSingle((ushort*)source, _inputs, needed, F16Weights.InputScale);
+        else InputConversion.HalfToScaledSingle((ushort*)source, _inputs, needed, MatVec.InputScale(format));
         return _inputs;
     }
 

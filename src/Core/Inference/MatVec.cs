@@ -28,8 +28,9 @@ internal static unsafe class MatVec
     };
 
     /// <summary>
-    /// <c>y[j·yStride + (n − from)] = Σₖ w[n, k] · x[j·xStride + k] / scale</c> for rows n in [from, to) and input rows
-    /// j in [0, m): <paramref name="x"/> holds the inputs multiplied by <see cref="InputScale"/>.
+    /// <c>y[j·yStride + (n − from)] = Σₖ w[n, k] · x[j·xStride + k] / s</c> for rows n in [from, to) and input rows
+    /// j in [0, m), where <paramref name="x"/> holds the inputs multiplied by s = <see cref="InputScale"/>: the true
+    /// products of the weights and the unscaled inputs.
     /// <paramref name="width"/> picks the vector width (256 or 512; a width the hardware lacks runs emulated, for tests).
     /// </summary>
     public static void Rows(WeightFormat format, int width, byte* w, long k, int from, int to, float* x, long xStride, int m, float* y, long yStride)
@@ -47,7 +48,8 @@ internal static unsafe class MatVec
         where T : struct, IWeightFormat
     {
         long rowBytes = k * T.ElementBytes;
-        float unscale = 1f / T.InputScale;
+        // Loaded weights carry a factor of InputScale⁻² (see IWeightFormat), so the sums come out divided by InputScale.
+        float unscale = T.InputScale;
         if (m == 1)
         {
             int n = from;
