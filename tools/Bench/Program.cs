@@ -23,7 +23,7 @@ for (int i = 0; i < args.Length; i++)
     }
 }
 
-IBenchmark[] all = [new IndexReadBenchmark(), new DeviceMapPlanningBenchmark(), new SplitBenchmark(), new InferenceDecodeBenchmark()];
+IBenchmark[] all = [new IndexReadBenchmark(), new DeviceMapPlanningBenchmark(), new SplitBenchmark(), new InferenceDecodeBenchmark(), new DecodeKernelBenchmark()];
 var selected = only is null ? all : all.Where(b => only.Split(',').Contains(b.Name, StringComparer.OrdinalIgnoreCase)).ToArray();
 Directory.CreateDirectory(scratch);
 var context = new BenchContext(scratch, quick);

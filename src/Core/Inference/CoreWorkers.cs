@@ -3,10 +3,14 @@ using System.Runtime.Intrinsics.X86;
 
 namespace BigModel.Inference;
 
-/// <summary>Work split over <see cref="CoreWorkers"/>: every participant runs <see cref="Execute"/> once per dispatch.</summary>
+/// <summary>
+/// Work split over <see cref="CoreWorkers"/>: each participant that joins a dispatch runs <see cref="Execute"/>
+/// once, claiming pieces until none are left. The dispatching thread (participant 0) always takes part; the others
+/// may not, so no piece may belong to a particular participant.
+/// </summary>
 internal interface IParallelWork
 {
-    /// <summary>Runs participant <paramref name="worker"/>'s share (0 is the dispatching thread).</summary>
+    /// <summary>Claims and runs pieces as participant <paramref name="worker"/> (0 is the dispatching thread).</summary>
     void Execute(int worker);
 }
 
@@ -15,7 +19,10 @@ internal interface IParallelWork
 /// tenth of a millisecond is not dominated by waking pool threads. The dispatching thread takes part as worker 0.
 /// After a job, a worker spins for <see cref="SpinTime"/> waiting for the next one (a decode step issues one
 /// every few tens of microseconds) and then parks on a semaphore, so an idle model costs no CPU.
-/// Dispatches are serialised: one job runs at a time.
+/// Work is claimed, not assigned (see <see cref="IParallelWork"/>), and a job is closed once the dispatching thread
+/// finds nothing left to claim: a worker that arrives later (its core was busy with another process) skips the job
+/// instead of being waited for, so a loaded machine slows a call down to one core's speed at worst, never to the
+/// scheduler's time slice. Dispatches are serialised: one job runs at a time.
 /// </summary>
 internal sealed class CoreWorkers : IDisposable
 {
@@ -26,7 +33,8 @@ internal sealed class CoreWorkers : IDisposable
     private readonly long _spinTicks;
     private IParallelWork? _work;
     private long _generation;
-    private int _pending;
+    private long _closed;
+    private int _active;
     private volatile bool _stopping;
     private Exception? _failure;
 
@@ -67,7 +75,6 @@ internal sealed class CoreWorkers : IDisposable
             }
             _work = work;
             _failure = null;
-            Volatile.Write(ref _pending, _threads.Length);
             Interlocked.Increment(ref _generation);
             for (int i = 0; i < _threads.Length; i++)
                 if (Interlocked.Exchange(ref _parked[i], 0) == 1) _wake[i].Release();
@@ -80,10 +87,12 @@ internal sealed class CoreWorkers : IDisposable
             {
                 own = e;
             }
-            // The others finish their share of the same job within microseconds, unless the OS took their core;
-            // yielding then lets them have this one.
+            // Nothing is left to claim: close the job, then wait only for the workers that joined it, which are
+            // finishing their last block. (Both sides use full fences: a worker either sees the job closed or is
+            // counted here.)
+            Interlocked.Exchange(ref _closed, Volatile.Read(ref _generation));
             var wait = new SpinWait();
-            while (Volatile.Read(ref _pending) != 0) wait.SpinOnce(sleep1Threshold: -1);
+            while (Volatile.Read(ref _active) != 0) wait.SpinOnce(sleep1Threshold: -1);
             _work = null;
             if (own is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(own);
             if (_failure is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(_failure);
@@ -120,15 +129,19 @@ internal sealed class CoreWorkers : IDisposable
             }
             if (_stopping) return;
             seen = Volatile.Read(ref _generation);
-            try
+            Interlocked.Increment(ref _active);
+            if (Volatile.Read(ref _closed) < seen)
             {
-                _work!.Execute(index);
+                try
+                {
+                    _work!.Execute(index);
+                }
+                catch (Exception e)
+                {
+                    Interlocked.CompareExchange(ref _failure, e, null);
+                }
             }
-            catch (Exception e)
-            {
-                Interlocked.CompareExchange(ref _failure, e, null);
-            }
-            Interlocked.Decrement(ref _pending);
+            Interlocked.Decrement(ref _active);
         }
     }
 

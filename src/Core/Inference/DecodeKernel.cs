@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -55,10 +56,16 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
     /// <summary>Calls the kernel computed itself (the rest went to libtorch).</summary>
     public long KernelCalls { get; private set; }
 
+    /// <summary>Wall time spent in the calls the kernel computed itself.</summary>
+    public TimeSpan KernelTime => Stopwatch.GetElapsedTime(0, _kernelTicks);
+
+    private long _kernelTicks;
+
     public Tensor Linear(Tensor input, Tensor weight, Tensor? bias)
     {
         if (!Accepts(input, weight, bias, out var format, out long rows, out long columns, out long inputRows))
             return _fallback.Linear(input, weight, bias);
+        long started = Stopwatch.GetTimestamp();
         var shape = input.shape;
         shape[^1] = rows;
         var output = empty(shape, input.dtype);
@@ -74,6 +81,7 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
                 BlockRowsFor(n, columns * ElementBytes(format), _workers.Count));
             _workers.Run(_work);
             KernelCalls++;
+            _kernelTicks += Stopwatch.GetTimestamp() - started;
         }
         return output;
     }

@@ -94,6 +94,9 @@ public sealed class InferenceSession : IDisposable
     /// <summary>Linear-layer calls the native kernel computed since the session opened (the others went to libtorch).</summary>
     public long NativeLinearCalls => _kernel?.KernelCalls ?? 0;
 
+    /// <summary>Wall time the native kernel spent in those calls (the rest of a step is libtorch and the engine).</summary>
+    public TimeSpan NativeLinearTime => _kernel?.KernelTime ?? TimeSpan.Zero;
+
     public InferenceLoadReport LoadReport { get; }
 
     /// <summary>Ids that end generation unless <see cref="GenerationOptions.StopTokenIds"/> says otherwise.</summary>
@@ -354,6 +357,7 @@ public sealed class InferenceSession : IDisposable
                     {
                         if (cancel.IsCancellationRequested) { stop = StopReason.Cancelled; break; }
                         logits?.Dispose();
+                        UseTorchThreadsFor(decoding: step > 0);
                         logits = step == 0
                             ? Run(model, inputIds, 0, cache, allPositions: false, cancel)
                             : Run(model, [sequence[^1]], sequence.Count - 1, cache, allPositions: false, cancel);
@@ -373,6 +377,7 @@ public sealed class InferenceSession : IDisposable
                 finally
                 {
                     logits?.Dispose();
+                    UseTorchThreadsFor(decoding: false);
                 }
             }
             catch (OperationCanceledException) when (cancel.IsCancellationRequested)
@@ -386,6 +391,19 @@ public sealed class InferenceSession : IDisposable
             var timings = new GenerationTimings(LoadReport.LoadTime, firstToken, clock.Elapsed, latencies);
             return new GenerationResult(prompt, inputIds.ToArray(), generated, Tokenizer?.Decode(generated), stop, seed, timings, scores);
         }
+    }
+
+    /// <summary>
+    /// With the native kernel computing the linear layers, what a one-token step leaves to libtorch is element-wise
+    /// work on a few thousand values and a short attention: too small to split, so libtorch runs it on one thread.
+    /// Its parallel regions would otherwise wait at every barrier for a thread that competes for the same cores
+    /// with the kernel's workers (and with everything else on a busy machine); measured here, that tripled the
+    /// time of a step outside the linear layers. Prompts go back to every thread.
+    /// </summary>
+    private void UseTorchThreadsFor(bool decoding)
+    {
+        int wanted = decoding && _kernel is not null ? 1 : Threads;
+        if (get_num_threads() != wanted) set_num_threads(wanted);
     }
 
     /// <summary>
