@@ -397,8 +397,8 @@ public sealed class InferenceSession : IDisposable
     /// With the native kernel computing the linear layers, what a one-token step leaves to libtorch is element-wise
     /// work on a few thousand values and a short attention: too small to split, so libtorch runs it on one thread.
     /// Its parallel regions would otherwise wait at every barrier for a thread that competes for the same cores
-    /// with the kernel's workers (and with everything else on a busy machine); measured here, that tripled the
-    /// time of a step outside the linear layers. Prompts go back to every thread.
+    /// with the kernel's workers (and with everything else on a busy machine): on a loaded two-core machine that
+    /// made the rest of a step about ten times slower than on one thread. Prompts go back to every thread.
     /// </summary>
     private void UseTorchThreadsFor(bool decoding)
     {
