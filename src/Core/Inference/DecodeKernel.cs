@@ -124,7 +124,7 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
     }
 
     /// <summary>
-    /// The inputs as the loops read them: float32 scaled for the format (<see cref="IWeightFormat"/>). Float32 inputs
+    /// The inputs as the loops read them: float32 scaled for the format (<see cref="IWeightFormat"/>) and, for 16-bit weights at 256 bits, interleaved (<see cref="InputConversion.Interleave"/>). Float32 inputs
     /// are read in place.
     /// </summary>
     private float* PrepareInputs(WeightFormat format, byte* source, int m, long columns)
@@ -139,6 +139,7 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
         }
         if (format == WeightFormat.BF16) InputConversion.BF16ToSingle((ushort*)source, _inputs, needed);
         else InputConversion.HalfToScaledSingle((ushort*)source, _inputs, needed, MatVec.InputScale(format));
+        if (MatVec.InterleavesInputs(format, _width)) InputConversion.Interleave(_inputs, m, columns);
         return _inputs;
     }
 

@@ -45,6 +45,25 @@ internal static unsafe class InputConversion
         for (; i < count; i++) destination[i] = BitConverter.Int32BitsToSingle(source[i] << 16);
     }
 
+    /// <summary>
+    /// Puts each of <paramref name="rows"/> rows of <paramref name="columns"/> inputs in the order the 16-bit weight
+    /// loops widen weights in (<see cref="IWeightFormat.Load16Interleaved"/>): in every full block of 16, elements
+    /// 4–7 and 8–11 swap places; the remainder of a row stays in order.
+    /// </summary>
+    public static void Interleave(float* x, int rows, long columns)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            float* row = x + r * columns;
+            for (long i = 0; i + 16 <= columns; i += 16)
+            {
+                var second = Vector128.Load(row + i + 4);
+                Vector128.Load(row + i + 8).Store(row + i + 4);
+                second.Store(row + i + 8);
+            }
+        }
+    }
+
     /// <summary>float32 → bfloat16, rounding to nearest even; NaN stays a (quiet) NaN.</summary>
     public static ushort SingleToBF16(float value)
     {

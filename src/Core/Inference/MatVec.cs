@@ -44,10 +44,14 @@ internal static unsafe class MatVec
         }
     }
 
+    /// <summary>Whether the loops for <paramref name="format"/> at <paramref name="width"/> bits expect interleaved inputs (<see cref="InputConversion.Interleave"/>).</summary>
+    public static bool InterleavesInputs(WeightFormat format, int width) => width == 256 && format != WeightFormat.F32;
+
     private static void Rows<T>(int width, byte* w, long k, int from, int to, float* x, long xStride, int m, float* y, long yStride)
         where T : struct, IWeightFormat
     {
         long rowBytes = k * T.ElementBytes;
+        bool interleaved = width == 256 && T.Interleaves;
         // Loaded weights carry a factor of InputScale⁻² (see IWeightFormat), so the sums come out divided by InputScale.
         float unscale = T.InputScale;
         if (m == 1)
@@ -59,13 +63,13 @@ internal static unsafe class MatVec
                 float* dst = y + (n - from);
                 bool special = width == 512 ? Dot4x512<T>(row, rowBytes, k, x, dst) : Dot4x256<T>(row, rowBytes, k, x, dst);
                 for (int r = 0; r < 4; r++)
-                    dst[r] = special ? Exact<T>(row + r * rowBytes, k, x) : dst[r] * unscale;
+                    dst[r] = special ? Exact<T>(row + r * rowBytes, k, x, interleaved) : dst[r] * unscale;
             }
             for (; n < to; n++)
             {
                 byte* row = w + n * rowBytes;
                 float sum = width == 512 ? Dot1x512<T>(row, k, x, out bool special) : Dot1x256<T>(row, k, x, out special);
-                y[n - from] = special ? Exact<T>(row, k, x) : sum * unscale;
+                y[n - from] = special ? Exact<T>(row, k, x, interleaved) : sum * unscale;
             }
             return;
         }
@@ -78,16 +82,22 @@ internal static unsafe class MatVec
             {
                 float* xj = x + j * xStride;
                 float sum = width == 512 ? Dot1x512<T>(row, k, xj, out bool special) : Dot1x256<T>(row, k, xj, out special);
-                y[j * yStride + (n - from)] = special ? Exact<T>(row, k, xj) : sum * unscale;
+                y[j * yStride + (n - from)] = special ? Exact<T>(row, k, xj, interleaved) : sum * unscale;
             }
         }
     }
 
     /// <summary>A row with an infinite or NaN weight, summed exactly as stored (in double, then rounded).</summary>
-    private static float Exact<T>(byte* row, long k, float* x) where T : struct, IWeightFormat
+    private static float Exact<T>(byte* row, long k, float* x, bool interleaved) where T : struct, IWeightFormat
     {
         double unscale = 1.0 / T.InputScale, sum = 0;
-        for (long i = 0; i < k; i++) sum += (double)T.Exact(row + i * T.ElementBytes) * (x[i] * unscale);
+        long blocked = interleaved ? k / 16 * 16 : 0;
+        for (long i = 0; i < k; i++)
+        {
+            // Interleaved inputs hold each full block of 16 with its 2nd and 3rd quads swapped.
+            long at = i < blocked ? (i & ~15L) | ((i & 4) << 1) | ((i & 8) >> 1) | (i & 3) : i;
+            sum += (double)T.Exact(row + i * T.ElementBytes) * (x[at] * unscale);
+        }
         return (float)sum;
     }
 
@@ -100,6 +110,29 @@ internal static unsafe class MatVec
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
         long i = 0;
+        if (T.Interleaves)
+        {
+            var raw = Vector256<ushort>.Zero;
+            for (; i + 16 <= k; i += 16)
+            {
+                var x0 = Vector256.Load(x + i);
+                var x1 = Vector256.Load(x + i + 8);
+                long o = i * eb;
+                T.Load16Interleaved(w0 + o, out var l0, out var h0, ref raw);
+                a0 = Vector256.FusedMultiplyAdd(l0, x0, a0);
+                b0 = Vector256.FusedMultiplyAdd(h0, x1, b0);
+                T.Load16Interleaved(w1 + o, out var l1, out var h1, ref raw);
+                a1 = Vector256.FusedMultiplyAdd(l1, x0, a1);
+                b1 = Vector256.FusedMultiplyAdd(h1, x1, b1);
+                T.Load16Interleaved(w2 + o, out var l2, out var h2, ref raw);
+                a2 = Vector256.FusedMultiplyAdd(l2, x0, a2);
+                b2 = Vector256.FusedMultiplyAdd(h2, x1, b2);
+                T.Load16Interleaved(w3 + o, out var l3, out var h3, ref raw);
+                a3 = Vector256.FusedMultiplyAdd(l3, x0, a3);
+                b3 = Vector256.FusedMultiplyAdd(h3, x1, b3);
+            }
+            if (T.IsSpecial(raw)) special = Vector256.Create(int.MaxValue);
+        }
         for (; i + 16 <= k; i += 16)
         {
             var x0 = Vector256.Load(x + i);
@@ -149,6 +182,27 @@ internal static unsafe class MatVec
         var special = Vector256<int>.Zero;
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         long i = 0;
+        if (T.Interleaves)
+        {
+            var raw = Vector256<ushort>.Zero;
+            for (; i + 32 <= k; i += 32)
+            {
+                T.Load16Interleaved(w + i * eb, out var l0, out var h0, ref raw);
+                T.Load16Interleaved(w + (i + 16) * eb, out var l1, out var h1, ref raw);
+                a0 = Vector256.FusedMultiplyAdd(l0, Vector256.Load(x + i), a0);
+                a1 = Vector256.FusedMultiplyAdd(h0, Vector256.Load(x + i + 8), a1);
+                a2 = Vector256.FusedMultiplyAdd(l1, Vector256.Load(x + i + 16), a2);
+                a3 = Vector256.FusedMultiplyAdd(h1, Vector256.Load(x + i + 24), a3);
+            }
+            if (i + 16 <= k)
+            {
+                T.Load16Interleaved(w + i * eb, out var l0, out var h0, ref raw);
+                a0 = Vector256.FusedMultiplyAdd(l0, Vector256.Load(x + i), a0);
+                a1 = Vector256.FusedMultiplyAdd(h0, Vector256.Load(x + i + 8), a1);
+                i += 16;
+            }
+            if (T.IsSpecial(raw)) special = Vector256.Create(int.MaxValue);
+        }
         for (; i + 32 <= k; i += 32)
         {
             long o = i * eb;
