@@ -20,6 +20,8 @@ public sealed class InvokeBigModel : BigModelTask
     public string? DeviceMap { get; set; }
     public string? MaxMemory { get; set; }
     public string? DType { get; set; }
+    /// <summary>What computes the linear layers on the CPU: Auto (default), LibTorch or Native (--linear-kernel of the runner).</summary>
+    public string? LinearKernel { get; set; }
     /// <summary>Fail (BM1908) unless the generated text starts with this.</summary>
     public string? ExpectedText { get; set; }
     /// <summary>Fail (BM1908) unless the generated ids start with these (comma-separated).</summary>
@@ -72,6 +74,7 @@ public sealed class InvokeBigModel : BigModelTask
         if (DeviceMap is { Length: > 0 }) { yield return "--device-map"; yield return DeviceMap; }
         if (MaxMemory is { Length: > 0 }) { yield return "--max-memory"; yield return MaxMemory; }
         if (DType is { Length: > 0 }) { yield return "--dtype"; yield return DType; }
+        if (LinearKernel is { Length: > 0 }) { yield return "--linear-kernel"; yield return LinearKernel; }
     }
 
     private JsonElement ParseReply(string stdout, string stderr, int exitCode)

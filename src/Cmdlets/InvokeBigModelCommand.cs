@@ -133,10 +133,18 @@ public sealed class InvokeBigModelCommand : BigModelCmdlet
     [ArgumentCompleter(typeof(DeviceCompleter))]
     public string? Device { get; set; }
 
-    /// <summary>Threads torch computes with (default: the cores this process may use).</summary>
+    /// <summary>Threads torch and the native linear kernel compute with (default: the cores this process may use).</summary>
     [Parameter]
     [ValidateRange(1, 4096)]
     public int? Threads { get; set; }
+
+    /// <summary>
+    /// What computes the linear layers on the CPU: Auto (the native decode kernel for one-token steps where the
+    /// processor has AVX2 and FMA, libtorch otherwise), LibTorch (always libtorch, for comparison) or Native (as
+    /// Auto, but an error where the kernel cannot run).
+    /// </summary>
+    [Parameter]
+    public LinearKernel LinearKernel { get; set; } = LinearKernel.Auto;
 
     protected override void ProcessRecord()
     {
@@ -162,6 +170,7 @@ public sealed class InvokeBigModelCommand : BigModelCmdlet
                 Prefetch = !NoPrefetch,
                 PrefetchDepth = PrefetchDepth,
                 Threads = Threads,
+                LinearKernel = LinearKernel,
                 AvailableHostBytes = InferencePlacement.AvailableHostBytes(),
             };
             var progress = new ProgressWriter(this, 2, $"Loading {checkpoint.Path}");
@@ -179,7 +188,7 @@ public sealed class InvokeBigModelCommand : BigModelCmdlet
             {
                 var report = session.LoadReport;
                 WriteVerbose($"Loaded in {report.LoadTime.TotalSeconds:0.00} s on {report.ExecutionDevice}: {ByteSize.Format(report.HostResidentBytes)} in RAM, "
-                    + $"{ByteSize.Format(report.DeviceResidentBytes)} on the device, {ByteSize.Format(report.MappedBytes)} mapped from disk, {session.Threads} threads.");
+                    + $"{ByteSize.Format(report.DeviceResidentBytes)} on the device, {ByteSize.Format(report.MappedBytes)} mapped from disk, {session.Threads} threads, linear layers by {session.LinearKernel}.");
                 if (ParameterSetName == TextSet) Embed(session);
                 else Generate(session);
             }

@@ -8,7 +8,7 @@ using BigModel.Inference;
 // BigModel.Runner: one generation or embedding run, answered as one JSON object on standard output.
 //   generate --checkpoint PATH (--prompt TEXT | --input-ids 1,2,3) [--max-new-tokens N] [--temperature T] [--top-k K]
 //            [--top-p P] [--seed S] [--device-map FILE|auto|sequential|balanced|balanced_low_0] [--max-memory 0=8GiB;cpu=16GiB]
-//            [--dtype float16] [--no-prefetch]
+//            [--dtype float16] [--no-prefetch] [--linear-kernel auto|libtorch|native]
 //   embed --checkpoint PATH --text TEXT [--text TEXT ...] [same placement options]
 // Exit code 0 with {"ok":true,...}; 1 with {"ok":false,"code":"BM1907","id":"BigModel.X","message":...,"file":...}.
 var output = Console.Out;
@@ -28,6 +28,7 @@ try
     {
         DType = dtype,
         Prefetch = !options.ContainsKey("no-prefetch"),
+        LinearKernel = options.TryGetValue("linear-kernel", out var lk) ? Kernel(lk[0]) : LinearKernel.Auto,
         AvailableHostBytes = InferencePlacement.AvailableHostBytes(),
     });
     object result = command switch
@@ -99,6 +100,10 @@ static Dictionary<string, List<string>> Parse(ReadOnlySpan<string> args)
     }
     return options;
 }
+
+static LinearKernel Kernel(string text) => Enum.TryParse<LinearKernel>(text, ignoreCase: true, out var kernel) && Enum.IsDefined(kernel)
+    ? kernel
+    : throw Usage($"auto, libtorch or native for --linear-kernel, not '{text}'");
 
 static string Single(Dictionary<string, List<string>> options, string name) =>
     options.TryGetValue(name, out var values) && values.Count == 1 ? values[0] : throw Usage($"exactly one --{name}");

@@ -35,6 +35,11 @@ Describe 'Invoke-BigModel on stories260K' -Skip:(-not $hasStories) {
         ($allDisk | Invoke-BigModel -InputIds 1 -MaxNewTokens 24).GeneratedIds -join ',' | Should -Be $reference
     }
 
+    It 'gives the same ids with the native linear kernel and with libtorch' {
+        (Invoke-BigModel $stories -InputIds 1 -MaxNewTokens 24 -LinearKernel LibTorch).GeneratedIds -join ',' | Should -Be $reference
+        (Invoke-BigModel $stories -InputIds 1 -MaxNewTokens 24 -LinearKernel Auto).GeneratedIds -join ',' | Should -Be $reference
+    }
+
     It 'reads an Accelerate device map JSON written by New-DeviceMap' {
         $file = Join-Path $work 'map.json'
         New-DeviceMap $stories -MaxMemory @{ cpu = '600KB' } -OutFile $file -WarningAction SilentlyContinue | Out-Null

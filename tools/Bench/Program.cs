@@ -25,7 +25,7 @@ for (int i = 0; i < args.Length; i++)
     }
 }
 
-IBenchmark[] all = [new IndexReadBenchmark(), new DeviceMapPlanningBenchmark(), new SplitBenchmark(), new InferenceDecodeBenchmark(), new CgroupDecodeBenchmark()];
+IBenchmark[] all = [new IndexReadBenchmark(), new DeviceMapPlanningBenchmark(), new SplitBenchmark(), new DecodeKernelBenchmark(), new InferenceDecodeBenchmark(), new CgroupDecodeBenchmark()];
 var selected = only is null ? all : all.Where(b => only.Split(',').Contains(b.Name, StringComparer.OrdinalIgnoreCase)).ToArray();
 Directory.CreateDirectory(scratch);
 var context = new BenchContext(scratch, quick);

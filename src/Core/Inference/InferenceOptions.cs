@@ -14,6 +14,20 @@ public enum DiskAccess
     Copied,
 }
 
+/// <summary>What computes the linear layers of CPU-computed blocks.</summary>
+public enum LinearKernel
+{
+    /// <summary>
+    /// The native decode kernel for one-token steps (and inputs of up to 8 rows) when the computation runs on a CPU
+    /// that has AVX2 and FMA; libtorch for everything else (prompts, GPUs).
+    /// </summary>
+    Auto,
+    /// <summary>libtorch for every linear layer (for comparison, or to rule the kernel out).</summary>
+    LibTorch,
+    /// <summary>As <see cref="Auto"/>, but failing when this processor cannot run the kernel.</summary>
+    Native,
+}
+
 /// <summary>Settings for <see cref="InferenceSession.Open(string, IReadOnlyDictionary{string, string}?, InferenceOptions?, IProgress{InferenceLoadProgress}?, CancellationToken)"/>.</summary>
 public sealed record InferenceOptions
 {
@@ -58,8 +72,14 @@ public sealed record InferenceOptions
     /// </summary>
     public long? AvailableHostBytes { get; init; }
 
-    /// <summary>Threads torch computes with; null uses the cores this process may use (affinity and cgroup quota).</summary>
+    /// <summary>Threads torch and the native linear kernel compute with; null uses the cores this process may use (affinity and cgroup quota).</summary>
     public int? Threads { get; init; }
+
+    /// <summary>
+    /// What computes the linear layers of CPU-computed blocks. Decoding one token reads every weight once, and
+    /// the native kernel does that at memory bandwidth (libtorch's matrix-vector product reaches about a third of it).
+    /// </summary>
+    public LinearKernel LinearKernel { get; init; } = LinearKernel.Auto;
 
     /// <summary>
     /// Folder for the safetensors copy of disk-placed weights of PyTorch (.bin) checkpoints. Null uses a folder
@@ -76,6 +96,8 @@ public sealed record InferenceOptions
             throw new Errors.BigModelException(Errors.BigModelErrorCode.InvalidArgument, $"PrefetchDepth is {PrefetchDepth}; use 1 to 64.");
         if (Threads is int t && (t < 1 || t > 4096))
             throw new Errors.BigModelException(Errors.BigModelErrorCode.InvalidArgument, $"Threads is {t}; use 1 or more.");
+        if (!Enum.IsDefined(LinearKernel))
+            throw new Errors.BigModelException(Errors.BigModelErrorCode.InvalidArgument, $"LinearKernel is {(int)LinearKernel}; use Auto, LibTorch or Native.");
         if (AvailableHostBytes is long b && b < 0)
             throw new Errors.BigModelException(Errors.BigModelErrorCode.InvalidArgument, $"AvailableHostBytes is {b}; it cannot be negative.");
         if (DType is Checkpoints.DType d && d is not (Checkpoints.DType.F32 or Checkpoints.DType.F16 or Checkpoints.DType.BF16 or Checkpoints.DType.F64))

@@ -50,12 +50,14 @@ public sealed class InferenceSession : IDisposable
     private readonly WeightPlan _plan;
     private readonly ModelFolderSettings _settings;
     private readonly ScalarType _computeType;
+    private readonly DecodeKernel? _kernel;
     private bool _disposed;
 
     private InferenceSession(Checkpoint checkpoint, ArchitectureSpec spec, InferenceOptions options, LlamaModel? llama, BertModel? bert,
         WeightReader reader, WeightPlan plan, WeightPipeline pipeline, TextTokenizer? tokenizer, ModelFolderSettings settings,
-        ScalarType computeType, int threads, InferenceLoadReport report)
+        ScalarType computeType, int threads, DecodeKernel? kernel, InferenceLoadReport report)
     {
+        _kernel = kernel;
         Checkpoint = checkpoint;
         Architecture = spec;
         _options = options;
@@ -82,6 +84,18 @@ public sealed class InferenceSession : IDisposable
 
     /// <summary>Threads torch computes with.</summary>
     public int Threads { get; }
+
+    /// <summary>
+    /// What computes the one-token linear layers: <see cref="Inference.LinearKernel.Native"/> when the native decode
+    /// kernel is in use (on the CPU), else <see cref="Inference.LinearKernel.LibTorch"/>.
+    /// </summary>
+    public LinearKernel LinearKernel => _kernel is null ? LinearKernel.LibTorch : LinearKernel.Native;
+
+    /// <summary>Linear-layer calls the native kernel computed since the session opened (the others went to libtorch).</summary>
+    public long NativeLinearCalls => _kernel?.KernelCalls ?? 0;
+
+    /// <summary>Wall time the native kernel spent in those calls (the rest of a step is libtorch and the engine).</summary>
+    public TimeSpan NativeLinearTime => _kernel?.KernelTime ?? TimeSpan.Zero;
 
     public InferenceLoadReport LoadReport { get; }
 
@@ -125,22 +139,25 @@ public sealed class InferenceSession : IDisposable
         CheckDevices(resolver.Locations.Append(execution));
 
         progress?.Report(new InferenceLoadProgress("Planning", null, 0, 0, 0, checkpoint.ByteLength));
+        bool computesOnCpu = execution.Kind != WeightLocationKind.Cuda && resolver.Locations.All(l => l.Kind != WeightLocationKind.Cuda);
+        var kernel = CreateKernel(options, threads, computesOnCpu);
         LlamaModel? llama = null;
         BertModel? bert = null;
         IReadOnlyList<ModelBlock> blocks;
-        if (spec.IsDecoder) blocks = (llama = LlamaModel.Create(checkpoint, spec, config)).Blocks;
-        else blocks = (bert = BertModel.Create(checkpoint, spec, config)).Blocks;
-
-        string? offloadFile = null;
-        if (checkpoint.Format is CheckpointFormat.PyTorch or CheckpointFormat.ShardedPyTorch)
-            (blocks, offloadFile) = OffloadPyTorchWeights(checkpoint, blocks, resolver, options, progress, cancel);
-
-        ScalarType? floatType = options.DType is DType d && TorchTypes.TryScalarType(d, out var st) ? st : null;
-        var reader = new WeightReader(floatType);
+        WeightReader? reader = null;
         WeightPipeline? pipeline = null;
         TextTokenizer? tokenizer = null;
         try
         {
+            if (spec.IsDecoder) blocks = (llama = LlamaModel.Create(checkpoint, spec, config, kernel)).Blocks;
+            else blocks = (bert = BertModel.Create(checkpoint, spec, config, kernel)).Blocks;
+
+            string? offloadFile = null;
+            if (checkpoint.Format is CheckpointFormat.PyTorch or CheckpointFormat.ShardedPyTorch)
+                (blocks, offloadFile) = OffloadPyTorchWeights(checkpoint, blocks, resolver, options, progress, cancel);
+
+            ScalarType? floatType = options.DType is DType d && TorchTypes.TryScalarType(d, out var st) ? st : null;
+            reader = new WeightReader(floatType);
             var plan = WeightPlan.Create(blocks, resolver, execution, reader, options, checkpoint.Path);
             plan.CheckHostBudget(options.AvailableHostBytes, checkpoint.Path);
             if (options.ReleaseDiskPages is null && plan.CannotCacheDiskWeights(options.AvailableHostBytes))
@@ -157,16 +174,31 @@ public sealed class InferenceSession : IDisposable
 
             var report = new InferenceLoadReport(execution.ToString(), clock.Elapsed, plan.HostResidentBytes, plan.DeviceResidentBytes, plan.MappedBytes,
                 plan.StreamedBytes, plan.WindowBytes, Describe(plan), offloadFile);
-            return new InferenceSession(checkpoint, spec, options, llama, bert, reader, plan, pipeline, tokenizer, settings, computeType, threads, report);
+            return new InferenceSession(checkpoint, spec, options, llama, bert, reader, plan, pipeline, tokenizer, settings, computeType, threads, kernel, report);
         }
         catch (Exception e)
         {
             pipeline?.Dispose();
-            reader.Dispose();
+            reader?.Dispose();
+            kernel?.Dispose();
             tokenizer?.Dispose();
             if (e is ExternalException ee) throw TorchFailure(ee);
             throw;
         }
+    }
+
+    /// <summary>The native decode kernel when it is asked for (or left to choose) and the layers compute on this CPU.</summary>
+    private static DecodeKernel? CreateKernel(InferenceOptions options, int threads, bool computesOnCpu)
+    {
+        if (options.LinearKernel == LinearKernel.LibTorch) return null;
+        if (!DecodeKernel.IsSupported)
+        {
+            if (options.LinearKernel == LinearKernel.Native)
+                throw new BigModelException(BigModelErrorCode.DeviceUnavailable,
+                    "the native linear kernel needs a processor with AVX2 and FMA (or AVX-512), which this one lacks; use LinearKernel Auto or LibTorch.");
+            return null;
+        }
+        return computesOnCpu ? new DecodeKernel(threads) : null;
     }
 
     private static ArchitectureSpec RequireRunnable(ModelConfig config)
@@ -330,6 +362,7 @@ public sealed class InferenceSession : IDisposable
                     {
                         if (cancel.IsCancellationRequested) { stop = StopReason.Cancelled; break; }
                         logits?.Dispose();
+                        UseTorchThreadsFor(decoding: step > 0);
                         logits = step == 0
                             ? Run(model, inputIds, 0, cache, allPositions: false, cancel)
                             : Run(model, [sequence[^1]], sequence.Count - 1, cache, allPositions: false, cancel);
@@ -349,6 +382,7 @@ public sealed class InferenceSession : IDisposable
                 finally
                 {
                     logits?.Dispose();
+                    UseTorchThreadsFor(decoding: false);
                 }
             }
             catch (OperationCanceledException) when (cancel.IsCancellationRequested)
@@ -362,6 +396,19 @@ public sealed class InferenceSession : IDisposable
             var timings = new GenerationTimings(LoadReport.LoadTime, firstToken, clock.Elapsed, latencies);
             return new GenerationResult(prompt, inputIds.ToArray(), generated, Tokenizer?.Decode(generated), stop, seed, timings, scores);
         }
+    }
+
+    /// <summary>
+    /// With the native kernel computing the linear layers, what a one-token step leaves to libtorch is element-wise
+    /// work on a few thousand values and a short attention: too small to split, so libtorch runs it on one thread.
+    /// Its parallel regions would otherwise wait at every barrier for a thread that competes for the same cores
+    /// with the kernel's workers (and with everything else on a busy machine): on a loaded two-core machine that
+    /// made the rest of a step about ten times slower than on one thread. Prompts go back to every thread.
+    /// </summary>
+    private void UseTorchThreadsFor(bool decoding)
+    {
+        int wanted = decoding && _kernel is not null ? 1 : Threads;
+        if (get_num_threads() != wanted) set_num_threads(wanted);
     }
 
     /// <summary>
@@ -539,6 +586,7 @@ public sealed class InferenceSession : IDisposable
             _disposed = true;
             _pipeline.Dispose();
             _reader.Dispose();
+            _kernel?.Dispose();
             _llama?.ReleaseCaches();
             Tokenizer?.Dispose();
         }

@@ -9,6 +9,8 @@ public enum Needs
     Stories260K,
     /// <summary>python3 with numpy, for the independent reference implementations.</summary>
     PythonNumpy,
+    /// <summary>A processor that runs the native decode kernel (AVX2 with FMA, or AVX-512).</summary>
+    DecodeKernel,
 }
 
 /// <summary>
@@ -42,6 +44,7 @@ public static class Requirements
             ? null
             : $"stories260K is not at {Stories260K} (set BIGMODEL_STORIES260K)",
         Needs.PythonNumpy => PythonReference.NumpyPython is null ? PythonReference.NumpyUnavailable : null,
+        Needs.DecodeKernel => BigModel.Inference.DecodeKernel.IsSupported ? null : "this processor has neither AVX2 with FMA nor AVX-512",
         _ => "unknown requirement",
     };
 

@@ -1,0 +1,253 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace BigModel.Inference;
+
+/// <summary>
+/// The linear layers of one-token decoding (and prompts of up to <see cref="MaxInputRows"/> tokens) on the CPU, at
+/// memory bandwidth. Decoding reads every weight once per token, so its speed is bytes ÷ bandwidth; libtorch's
+/// matrix-vector product reaches about a third of the bandwidth here, this kernel nearly all of it: SIMD dot products
+/// over blocks of weight rows (<see cref="MatVec"/>), split over persistent per-core workers
+/// (<see cref="CoreWorkers"/>) that claim blocks dynamically, so a core the OS takes away for a moment delays
+/// nothing. Weights are read in place, wherever they live (a resident copy, a staging buffer or a view into the
+/// mapped checkpoint), in float32, float16 or bfloat16; 16-bit weights are widened in registers and summed in
+/// float32. Every other call (more rows, another device, other types, autograd) goes to libtorch.
+/// </summary>
+internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
+{
+    /// <summary>Most input rows (tokens × batch) the kernel takes; more is a matrix product libtorch does well.</summary>
+    public const int MaxInputRows = 8;
+
+    /// <summary>Upper bound of rows per claimed block, which sizes the workers' scratch.</summary>
+    private const int MaxBlockRows = 256;
+
+    /// <summary>Aim for blocks of about this many weight bytes: big enough to stream, small enough to balance.</summary>
+    private const long BlockBytes = 256 << 10;
+
+    private readonly object _gate = new();
+    private readonly ILinearKernel _fallback;
+    private readonly CoreWorkers _workers;
+    private readonly LinearWork _work;
+    private readonly int _width;
+    private float* _inputs;
+    private long _inputCapacity;
+    private bool _disposed;
+
+    /// <param name="threads">Cores to compute on (the calling thread is one of them).</param>
+    /// <param name="width">Vector width, 256 or 512; null takes the hardware's.</param>
+    /// <param name="fallback">Where calls the kernel does not take go; libtorch by default.</param>
+    public DecodeKernel(int threads, int? width = null, ILinearKernel? fallback = null)
+    {
+        _width = width ?? MatVec.HardwareWidth;
+        if (_width is not (256 or 512)) throw new PlatformNotSupportedException("the decode kernel needs AVX2 and FMA, or AVX-512.");
+        _fallback = fallback ?? TorchLinearKernel.Instance;
+        _workers = new CoreWorkers(threads);
+        _work = new LinearWork(threads);
+    }
+
+    /// <summary>True when this processor runs the kernel natively (AVX2 with FMA, or AVX-512).</summary>
+    public static bool IsSupported => MatVec.HardwareWidth != 0;
+
+    /// <summary>Cores a call computes on.</summary>
+    public int Threads => _workers.Count;
+
+    /// <summary>Calls the kernel computed itself (the rest went to libtorch).</summary>
+    public long KernelCalls { get; private set; }
+
+    /// <summary>Wall time spent in the calls the kernel computed itself.</summary>
+    public TimeSpan KernelTime => Stopwatch.GetElapsedTime(0, _kernelTicks);
+
+    private long _kernelTicks;
+
+    public Tensor Linear(Tensor input, Tensor weight, Tensor? bias)
+    {
+        if (!Accepts(input, weight, bias, out var format, out long rows, out long columns, out long inputRows))
+            return _fallback.Linear(input, weight, bias);
+        long started = Stopwatch.GetTimestamp();
+        var shape = input.shape;
+        shape[^1] = rows;
+        var output = empty(shape, input.dtype);
+        using var contiguous = input.is_contiguous() ? null : input.contiguous();
+        var source = contiguous ?? input;
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            int m = (int)inputRows, n = (int)rows;
+            float* x = PrepareInputs(format, (byte*)TorchTypes.DataPointer(source), m, columns);
+            _work.Set(format, _width, (byte*)TorchTypes.DataPointer(weight), columns, n, x, m,
+                bias is null ? null : (byte*)TorchTypes.DataPointer(bias), (byte*)TorchTypes.DataPointer(output),
+                BlockRowsFor(n, columns * ElementBytes(format), _workers.Count));
+            _workers.Run(_work);
+            KernelCalls++;
+            _kernelTicks += Stopwatch.GetTimestamp() - started;
+        }
+        return output;
+    }
+
+    /// <summary>The calls the kernel takes: CPU, 2-D contiguous weights of a float type the input shares, few input rows, no autograd.</summary>
+    private static bool Accepts(Tensor input, Tensor weight, Tensor? bias, out WeightFormat format, out long rows, out long columns, out long inputRows)
+    {
+        format = default;
+        rows = columns = inputRows = 0;
+        if (weight.device_type != DeviceType.CPU || input.device_type != DeviceType.CPU || weight.dim() != 2) return false;
+        var type = weight.dtype;
+        if (input.dtype != type) return false;
+        switch (type)
+        {
+            case ScalarType.Float32: format = WeightFormat.F32; break;
+            case ScalarType.Float16: format = WeightFormat.F16; break;
+            case ScalarType.BFloat16: format = WeightFormat.BF16; break;
+            default: return false;
+        }
+        rows = weight.size(0);
+        columns = weight.size(1);
+        if (rows <= 0 || columns <= 0 || rows > int.MaxValue || input.dim() < 1 || input.size(-1) != columns) return false;
+        inputRows = input.numel() / columns;
+        if (inputRows is < 1 or > MaxInputRows || !weight.is_contiguous()) return false;
+        if ((weight.requires_grad || input.requires_grad) && is_grad_enabled()) return false;
+        if (bias is not null && (bias.device_type != DeviceType.CPU || bias.dtype != type || bias.dim() != 1 || bias.size(0) != rows || !bias.is_contiguous()))
+            return false;
+        return true;
+    }
+
+    private static int ElementBytes(WeightFormat format) => format == WeightFormat.F32 ? 4 : 2;
+
+    /// <summary>Rows per claimed block: about <see cref="BlockBytes"/>, a multiple of 4, and at least a few blocks per worker.</summary>
+    internal static int BlockRowsFor(int rows, long rowBytes, int workers)
+    {
+        long byBytes = Math.Max(4, BlockBytes / Math.Max(1, rowBytes));
+        long byBalance = Math.Max(4, rows / (4L * workers));
+        long block = Math.Min(Math.Min(byBytes, byBalance), MaxBlockRows);
+        return (int)Math.Max(4, block / 4 * 4);
+    }
+
+    /// <summary>
+    /// The inputs as the loops read them: float32 scaled for the format (<see cref="IWeightFormat"/>) and, for 16-bit weights at 256 bits, interleaved (<see cref="InputConversion.Interleave"/>). Float32 inputs
+    /// are read in place.
+    /// </summary>
+    private float* PrepareInputs(WeightFormat format, byte* source, int m, long columns)
+    {
+        if (format == WeightFormat.F32) return (float*)source;
+        long needed = m * columns;
+        if (needed > _inputCapacity)
+        {
+            NativeMemory.AlignedFree(_inputs);
+            _inputs = (float*)NativeMemory.AlignedAlloc((nuint)(needed * sizeof(float)), 64);
+            _inputCapacity = needed;
+        }
+        if (format == WeightFormat.BF16) InputConversion.BF16ToSingle((ushort*)source, _inputs, needed);
+        else InputConversion.HalfToScaledSingle((ushort*)source, _inputs, needed, MatVec.InputScale(format));
+        if (MatVec.InterleavesInputs(format, _width)) InputConversion.Interleave(_inputs, m, columns);
+        return _inputs;
+    }
+
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            _workers.Dispose();
+            _work.Dispose();
+            NativeMemory.AlignedFree(_inputs);
+            _inputs = null;
+        }
+    }
+
+    /// <summary>One linear call's parameters, and what each participant does with them.</summary>
+    private sealed class LinearWork : IParallelWork, IDisposable
+    {
+        private readonly float*[] _scratch;
+        private WeightFormat _format;
+        private int _width;
+        private byte* _weight;
+        private long _columns;
+        private int _rows;
+        private float* _inputs;
+        private int _inputRows;
+        private byte* _bias;
+        private byte* _output;
+        private int _blockRows;
+        private int _next;
+
+        public LinearWork(int workers)
+        {
+            _scratch = new float*[workers];
+            for (int i = 0; i < workers; i++) _scratch[i] = (float*)NativeMemory.AlignedAlloc((nuint)(MaxInputRows * MaxBlockRows * sizeof(float)), 64);
+        }
+
+        public void Set(WeightFormat format, int width, byte* weight, long columns, int rows, float* inputs, int inputRows, byte* bias, byte* output, int blockRows)
+        {
+            _format = format;
+            _width = width;
+            _weight = weight;
+            _columns = columns;
+            _rows = rows;
+            _inputs = inputs;
+            _inputRows = inputRows;
+            _bias = bias;
+            _output = output;
+            _blockRows = blockRows;
+            _next = 0;
+        }
+
+        public void Execute(int worker)
+        {
+            float* scratch = _scratch[worker];
+            bool direct = _format == WeightFormat.F32 && _bias is null;
+            while (true)
+            {
+                int from = Interlocked.Add(ref _next, _blockRows) - _blockRows;
+                if (from >= _rows) return;
+                int to = Math.Min(_rows, from + _blockRows);
+                if (direct)
+                {
+                    MatVec.Rows(_format, _width, _weight, _columns, from, to, _inputs, _columns, _inputRows, (float*)_output + from, _rows);
+                    continue;
+                }
+                MatVec.Rows(_format, _width, _weight, _columns, from, to, _inputs, _columns, _inputRows, scratch, _blockRows);
+                Store(scratch, from, to);
+            }
+        }
+
+        /// <summary>Adds the bias and writes the block in the output's type (round to nearest even, as torch does).</summary>
+        private void Store(float* scratch, int from, int to)
+        {
+            int count = to - from;
+            for (int j = 0; j < _inputRows; j++)
+            {
+                float* src = scratch + (long)j * _blockRows;
+                long at = (long)j * _rows + from;
+                for (int i = 0; i < count; i++)
+                {
+                    float value = src[i];
+                    if (_bias is not null) value += BiasAt(from + i);
+                    switch (_format)
+                    {
+                        case WeightFormat.F32: ((float*)_output)[at + i] = value; break;
+                        case WeightFormat.F16: ((Half*)_output)[at + i] = (Half)value; break;
+                        default: ((ushort*)_output)[at + i] = InputConversion.SingleToBF16(value); break;
+                    }
+                }
+            }
+        }
+
+        private float BiasAt(int n) => _format switch
+        {
+            WeightFormat.F32 => ((float*)_bias)[n],
+            WeightFormat.F16 => (float)((Half*)_bias)[n],
+            _ => BitConverter.Int32BitsToSingle(((ushort*)_bias)[n] << 16),
+        };
+
+        public void Dispose()
+        {
+            for (int i = 0; i < _scratch.Length; i++)
+            {
+                NativeMemory.AlignedFree(_scratch[i]);
+                _scratch[i] = null;
+            }
+        }
+    }
+}

@@ -1,0 +1,223 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace BigModel.Inference;
+
+/// <summary>Element types the decode kernel reads weights in.</summary>
+internal enum WeightFormat
+{
+    F32,
+    F16,
+    BF16,
+}
+
+/// <summary>
+/// How the decode kernel turns stored weights into float32 lanes while streaming them. Implemented by structs so
+/// that the generic loops are compiled once per format with the conversion inlined.
+/// <para>
+/// float16 is widened with integer operations only (.NET exposes no F16C conversion): the sign-extended half shifted
+/// left by 13 and masked is <c>sign | exponent·mantissa &lt;&lt; 13</c>, which as a float32 is exactly the weight times
+/// 2⁻¹¹², zeros and subnormals included. The inputs are multiplied by 2⁵⁶ instead and the sums by 2⁵⁶ at the end:
+/// powers of two, so every product and partial sum is the unscaled one shifted by an exponent, rounded identically
+/// (anything that would differ lies below 2⁻⁷⁰). Infinities and NaNs are the one case the shift gets wrong; their
+/// exponent field is all ones, which the loops watch for, recomputing such rows exactly.
+/// </para>
+/// </summary>
+internal unsafe interface IWeightFormat
+{
+    static abstract int ElementBytes { get; }
+
+    /// <summary>Factor the inputs are multiplied by (and the sums divided by) for this format.</summary>
+    static abstract float InputScale { get; }
+
+    /// <summary>8 weights at <paramref name="p"/> in the scaled domain; <paramref name="special"/> gathers the infinity/NaN check.</summary>
+    static abstract Vector256<float> Load8(byte* p, ref Vector256<int> special);
+
+    /// <summary>16 weights at <paramref name="p"/>, as <see cref="Load8"/>.</summary>
+    static abstract Vector512<float> Load16(byte* p, ref Vector512<int> special);
+
+    /// <summary>One weight in the scaled domain (for row tails).</summary>
+    static abstract float LoadOne(byte* p, ref int special);
+
+    /// <summary>One weight's exact value, infinities and NaNs included.</summary>
+    static abstract float Exact(byte* p);
+
+    static abstract bool IsSpecial(Vector256<int> special);
+
+    /// <summary>
+    /// True for 16-bit formats, whose 256-bit loops read 16 weights with one load and widen them with the in-lane
+    /// unpack instructions (<see cref="Load16Interleaved"/>): fewer instructions per byte than widening 8 at a
+    /// time, which is what a memory-bound loop on a busy core runs out of.
+    /// </summary>
+    static abstract bool Interleaves { get; }
+
+    /// <summary>
+    /// 16 weights at <paramref name="p"/> in the scaled domain, as elements (0–3, 8–11) in <paramref name="low"/> and
+    /// (4–7, 12–15) in <paramref name="high"/>, the order the unpack instructions leave them in; the inputs are
+    /// stored in the same order (<see cref="InputConversion.Interleave"/>). <paramref name="special"/> gathers the
+    /// infinity/NaN check on the raw halves.
+    /// </summary>
+    static abstract void Load16Interleaved(byte* p, out Vector256<float> low, out Vector256<float> high, ref Vector256<ushort> special);
+
+    static abstract bool IsSpecial(Vector256<ushort> special);
+
+    static abstract bool IsSpecial(Vector512<int> special);
+
+    static abstract bool IsSpecial(int special);
+}
+
+internal readonly unsafe struct F32Weights : IWeightFormat
+{
+    public static int ElementBytes => 4;
+    public static float InputScale => 1f;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Load8(byte* p, ref Vector256<int> special) => Vector256.Load((float*)p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load16(byte* p, ref Vector512<int> special) => Vector512.Load((float*)p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float LoadOne(byte* p, ref int special) => *(float*)p;
+
+    public static float Exact(byte* p) => *(float*)p;
+
+    public static bool Interleaves => false;
+
+    /// <summary>The same order from two ordinary loads and two lane permutes (the loops read float32 in order instead).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Load16Interleaved(byte* p, out Vector256<float> low, out Vector256<float> high, ref Vector256<ushort> special)
+    {
+        var first = Vector256.Load((float*)p);
+        var second = Vector256.Load((float*)p + 8);
+        low = Avx2.Permute2x128(first, second, 0x20);
+        high = Avx2.Permute2x128(first, second, 0x31);
+    }
+
+    public static bool IsSpecial(Vector256<ushort> special) => false;
+
+    public static bool IsSpecial(Vector256<int> special) => false;
+    public static bool IsSpecial(Vector512<int> special) => false;
+    public static bool IsSpecial(int special) => false;
+}
+
+/// <summary>bfloat16 is the upper half of a float32: widening and shifting is exact for every value.</summary>
+internal readonly unsafe struct BF16Weights : IWeightFormat
+{
+    public static int ElementBytes => 2;
+    public static float InputScale => 1f;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Load8(byte* p, ref Vector256<int> special)
+    {
+        Vector256<int> wide = Avx2.IsSupported
+            ? Avx2.ConvertToVector256Int32((ushort*)p)
+            : Vector256.WidenLower(Vector128.Load((ushort*)p).ToVector256Unsafe()).AsInt32();
+        return Vector256.ShiftLeft(wide, 16).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load16(byte* p, ref Vector512<int> special)
+    {
+        var half = Vector256.Load((ushort*)p);
+        Vector512<int> wide = Avx512F.IsSupported
+            ? Avx512F.ConvertToVector512Int32(half)
+            : Vector512.Create(Vector256.WidenLower(half), Vector256.WidenUpper(half)).AsInt32();
+        return Vector512.ShiftLeft(wide, 16).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float LoadOne(byte* p, ref int special) => BitConverter.Int32BitsToSingle(*(ushort*)p << 16);
+
+    public static float Exact(byte* p) => BitConverter.Int32BitsToSingle(*(ushort*)p << 16);
+
+    public static bool Interleaves => true;
+
+    /// <summary>Each half unpacked above a zero half: the float32 with those upper bits.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Load16Interleaved(byte* p, out Vector256<float> low, out Vector256<float> high, ref Vector256<ushort> special)
+    {
+        var raw = Vector256.Load((ushort*)p);
+        low = Avx2.UnpackLow(Vector256<ushort>.Zero, raw).AsSingle();
+        high = Avx2.UnpackHigh(Vector256<ushort>.Zero, raw).AsSingle();
+    }
+
+    public static bool IsSpecial(Vector256<ushort> special) => false;
+
+    public static bool IsSpecial(Vector256<int> special) => false;
+    public static bool IsSpecial(Vector512<int> special) => false;
+    public static bool IsSpecial(int special) => false;
+}
+
+/// <summary>IEEE float16, widened in the scaled domain described on <see cref="IWeightFormat"/>.</summary>
+internal readonly unsafe struct F16Weights : IWeightFormat
+{
+    private const int SignAndBits = unchecked((int)0x8FFFFFFF);
+    private const int Magnitude = 0x0FFFFFFF;
+    /// <summary>The exponent field of a half (all ones: infinity or NaN) shifted into place: magnitudes at or above it are special.</summary>
+    private const int ExponentAllOnes = 0x0F800000;
+
+    public static int ElementBytes => 2;
+
+    /// <summary>2⁵⁶: the weights arrive scaled by 2⁻¹¹², so the products are the true ones times 2⁻⁵⁶.</summary>
+    public static float InputScale => 72057594037927936f;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Load8(byte* p, ref Vector256<int> special)
+    {
+        Vector256<int> wide = Avx2.IsSupported
+            ? Avx2.ConvertToVector256Int32((short*)p)
+            : Vector256.WidenLower(Vector128.Load((short*)p).ToVector256Unsafe());
+        var shifted = Vector256.ShiftLeft(wide, 13);
+        special = Vector256.Max(special, shifted & Vector256.Create(Magnitude));
+        return (shifted & Vector256.Create(SignAndBits)).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load16(byte* p, ref Vector512<int> special)
+    {
+        var half = Vector256.Load((short*)p);
+        Vector512<int> wide = Avx512F.IsSupported
+            ? Avx512F.ConvertToVector512Int32(half)
+            : Vector512.Create(Vector256.WidenLower(half), Vector256.WidenUpper(half));
+        var shifted = Vector512.ShiftLeft(wide, 13);
+        special = Vector512.Max(special, shifted & Vector512.Create(Magnitude));
+        return (shifted & Vector512.Create(SignAndBits)).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float LoadOne(byte* p, ref int special)
+    {
+        int shifted = *(short*)p << 13;
+        special = Math.Max(special, shifted & Magnitude);
+        return BitConverter.Int32BitsToSingle(shifted & SignAndBits);
+    }
+
+    public static float Exact(byte* p) => (float)BitConverter.UInt16BitsToHalf(*(ushort*)p);
+
+    public static bool Interleaves => true;
+
+    /// <summary>
+    /// The float32 <c>sign | exponent·mantissa &lt;&lt; 13</c> built from two 16-bit halves unpacked side by side: the
+    /// upper one is the half shifted right by 3 (arithmetically, then masked to the sign and the 12 bits below it),
+    /// the lower one the half shifted left by 13 (its 3 lowest mantissa bits). An infinity or NaN is a half whose
+    /// doubled bits are at least 0xF800.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Load16Interleaved(byte* p, out Vector256<float> low, out Vector256<float> high, ref Vector256<ushort> special)
+    {
+        var raw = Vector256.Load((short*)p);
+        var upper = Vector256.ShiftRightArithmetic(raw, 3) & Vector256.Create(unchecked((short)0x8FFF));
+        var lower = Vector256.ShiftLeft(raw, 13);
+        low = Avx2.UnpackLow(lower, upper).AsSingle();
+        high = Avx2.UnpackHigh(lower, upper).AsSingle();
+        special = Vector256.Max(special, Vector256.ShiftLeft(raw, 1).AsUInt16());
+    }
+
+    public static bool IsSpecial(Vector256<ushort> special) => Vector256.GreaterThanOrEqualAny(special, Vector256.Create((ushort)0xF800));
+
+    public static bool IsSpecial(Vector256<int> special) => Vector256.GreaterThanOrEqualAny(special, Vector256.Create(ExponentAllOnes));
+    public static bool IsSpecial(Vector512<int> special) => Vector512.GreaterThanOrEqualAny(special, Vector512.Create(ExponentAllOnes));
+    public static bool IsSpecial(int special) => special >= ExponentAllOnes;
+}
