@@ -66,7 +66,7 @@ internal static class OffloadConverter
         var layout = SafetensorsLayout.Create(tensors.Select(t => new TensorSpec(t.Name, t.DType, t.Shape.ToArray())),
             new Dictionary<string, string> { ["format"] = "pt" });
         var folder = Path.GetDirectoryName(target)!;
-        if (checkFreeSpace) EnsureFreeSpace(folder, layout.FileLength);
+        if (checkFreeSpace) FreeSpace.Ensure(folder, layout.FileLength, "converting the disk-placed weights");
         var byName = tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
         var temp = target + TempMarker + System.Convert.ToHexString(RandomNumberGenerator.GetBytes(6)).ToLowerInvariant();
         long total = layout.DataLength, done = 0;
@@ -150,21 +150,6 @@ internal static class OffloadConverter
                 $"the offload folder {problem}, inside {parent}, which anyone may write to; whoever can replace the converted weights there decides what the model computes. Choose a private offload folder.", folder);
     }
 
-    private static void EnsureFreeSpace(string folder, long needed)
-    {
-        long available;
-        try
-        {
-            available = new DriveInfo(folder).AvailableFreeSpace;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
-        {
-            return;
-        }
-        if (available < needed)
-            throw new BigModelException(BigModelErrorCode.DiskFull,
-                $"converting the disk-placed weights needs {ByteSize.Format(needed)} ({needed} bytes) in the offload folder, but its disk has {ByteSize.Format(available)} ({available} bytes) free.", folder);
-    }
 
     /// <summary>
     /// After reusing a finished file: the lock file and temporary files a killed writer left, removed under the lock.

@@ -104,7 +104,7 @@ public static class CheckpointSplitter
         var copied = new List<string>();
         try
         {
-            if (plan.Options.CheckFreeSpace) EnsureFreeSpace(staged.Parent, plan.OutputBytes);
+            if (plan.Options.CheckFreeSpace) FreeSpace.Ensure(staged.Parent, plan.OutputBytes, "the output");
             WriteShards(plan, staged.StagingPath, reporter, cancellationToken);
             if (plan.IndexBytes is { } index)
             {
@@ -367,21 +367,6 @@ public static class CheckpointSplitter
     private static BigModelException Failed(string file, string message, string? tensor = null) =>
         new(BigModelErrorCode.WriteVerificationFailed, message, file, tensor: tensor);
 
-    private static void EnsureFreeSpace(string folder, long needed)
-    {
-        long available;
-        try
-        {
-            available = new DriveInfo(folder).AvailableFreeSpace;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
-        {
-            return;
-        }
-        if (available < needed)
-            throw new BigModelException(BigModelErrorCode.DiskFull,
-                $"the output needs {ByteSize.Format(needed)} ({needed} bytes) but only {ByteSize.Format(available)} is free there.", folder);
-    }
 
     /// <summary>Refuses destinations inside the source folder (or equal to it), and folders that contain the source.</summary>
     private static void CheckDestinationPlacement(Checkpoint source, string destination)
