@@ -36,6 +36,7 @@ internal sealed class LlamaModel
     private readonly int?[] _window;              // per layer: attend to at most this many latest positions
     private readonly double[] _inverseFrequencies; // rotary: one frequency per pair of head dimensions
     private readonly ILinearKernel _linear;
+    private readonly bool _oneTokenOps;            // with the native decode kernel: one-token norms and rotations natively too
     private readonly Dictionary<string, (Tensor Cos, Tensor Sin)> _rotary = new(StringComparer.Ordinal);
 
     /// <summary>The blocks in forward order; see the class summary.</summary>
@@ -65,6 +66,7 @@ internal sealed class LlamaModel
         _window = SlidingWindows(c, spec, Layers);
         _inverseFrequencies = RotaryFrequencies(c, HeadDim);
         _linear = linear;
+        _oneTokenOps = linear is DecodeKernel;
         Blocks = PlanBlocks(checkpoint, spec, c);
     }
 
@@ -139,13 +141,18 @@ internal sealed class LlamaModel
     private Tensor Attention(int layer, BlockWeights w, Tensor h, KvCache cache, int start)
     {
         long b = h.shape[0], t = h.shape[1];
-        var q = Linear(w, "self_attn.q_proj", h).view(b, t, Heads, HeadDim).transpose(1, 2);
-        var k = Linear(w, "self_attn.k_proj", h).view(b, t, KvHeads, HeadDim).transpose(1, 2);
+        var qProjection = Linear(w, "self_attn.q_proj", h);
+        var kProjection = Linear(w, "self_attn.k_proj", h);
+        var q = qProjection.view(b, t, Heads, HeadDim).transpose(1, 2);
+        var k = kProjection.view(b, t, KvHeads, HeadDim).transpose(1, 2);
         var v = Linear(w, "self_attn.v_proj", h).view(b, t, KvHeads, HeadDim).transpose(1, 2);
 
         var (cos, sin) = Rotary(w.Device, h.dtype, start, t);
-        q = (q * cos).Plus(RotateHalf(q) * sin);
-        k = (k * cos).Plus(RotateHalf(k) * sin);
+        if (!(_oneTokenOps && OneTokenOps.TryRotate(qProjection, kProjection, cos, sin, HeadDim)))
+        {
+            q = (q * cos).Plus(RotateHalf(q) * sin);
+            k = (k * cos).Plus(RotateHalf(k) * sin);
+        }
 
         var (keys, values) = cache.Append(layer, k, v, start);
         long length = start + t;
@@ -188,6 +195,7 @@ internal sealed class LlamaModel
     /// <summary>RMSNorm as transformers computes it: in float32, scaled by the weight in the input's type.</summary>
     private Tensor RmsNorm(Tensor x, Tensor weight)
     {
+        if (_oneTokenOps && OneTokenOps.TryRmsNorm(x, weight, RmsEps, out var fused)) return fused;
         var type = x.dtype;
         var f = x.to(ScalarType.Float32);
         var normed = f * (f * f).mean([-1], keepdim: true).Plus(RmsEps).rsqrt();
