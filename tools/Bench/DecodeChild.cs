@@ -10,7 +10,7 @@ namespace BigModel.Bench;
 
 /// <summary>
 /// One decode run in a process of its own, so a benchmark can put it in a memory cgroup:
-/// <c>BigModel.Bench --decode-child FOLDER [--tokens N] [--resident] [--max-memory TEXT] [--copied] [--prefetch-depth N] [--no-prefetch]</c>. Without
+/// <c>BigModel.Bench --decode-child FOLDER [--tokens N] [--resident] [--max-memory TEXT] [--copied] [--prefetch-depth N] [--no-prefetch] [--page-in read|populate|willneed|touch]</c>. Without
 /// <c>--resident</c> or <c>--max-memory</c> the placement is what a user gets by default: the cpu budget is the memory
 /// this process may still use (cgroup limit included), the rest goes to disk. Answers with one JSON line.
 /// </summary>
@@ -33,6 +33,7 @@ public static class DecodeChild
                 case "--copied": options = options with { DiskAccess = DiskAccess.Copied }; break;
                 case "--prefetch-depth": options = options with { PrefetchDepth = int.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture) }; break;
                 case "--no-prefetch": options = options with { Prefetch = false }; break;
+                case "--page-in": options = options with { PageIn = Enum.Parse<PageInMethod>(args[++i], ignoreCase: true) }; break;
                 default: throw new ArgumentException($"unknown argument '{args[i]}'");
             }
         }

@@ -75,7 +75,7 @@ public static class InferenceBenchmark
             new("resident", null, o),
             new("half disk, warm cache, mapped, prefetch", half, o),
             new("half disk, warm cache, copied, synchronous (Accelerate's scheme)", half, o with { Prefetch = false, DiskAccess = DiskAccess.Copied }),
-            new("half disk, cold, mapped, prefetch (read)", half, cold),
+            new("half disk, cold, mapped, prefetch (read)", half, cold with { PageIn = PageInMethod.Read }),
             new("half disk, cold, mapped, prefetch (populate)", half, cold with { PageIn = PageInMethod.Populate }),
             new("half disk, cold, mapped, prefetch (willneed)", half, cold with { PageIn = PageInMethod.WillNeed }),
             new("half disk, cold, mapped, prefetch (touch)", half, cold with { PageIn = PageInMethod.Touch }),
@@ -83,7 +83,8 @@ public static class InferenceBenchmark
             new("half disk, cold, copied, prefetch", half, cold with { DiskAccess = DiskAccess.Copied }),
             new("half disk, cold, copied, synchronous (Accelerate's scheme)", half, cold with { Prefetch = false, DiskAccess = DiskAccess.Copied }),
             new("all disk, warm cache, mapped, prefetch", all, o),
-            new("all disk, cold, mapped, prefetch (read)", all, cold),
+            new("all disk, cold, mapped, prefetch (read)", all, cold with { PageIn = PageInMethod.Read }),
+            new("all disk, cold, mapped, prefetch (touch)", all, cold with { PageIn = PageInMethod.Touch }),
             new("all disk, cold, copied, prefetch", all, cold with { DiskAccess = DiskAccess.Copied }),
             new("all disk, cold, copied, synchronous (Accelerate's scheme)", all, cold with { Prefetch = false, DiskAccess = DiskAccess.Copied }),
         ];

@@ -53,7 +53,12 @@ public sealed record InferenceOptions
     public DiskAccess DiskAccess { get; init; } = DiskAccess.Mapped;
 
     /// <summary>How a prefetch brings mapped pages in (with <see cref="Inference.DiskAccess.Mapped"/>).</summary>
-    public PageInMethod PageIn { get; init; } = PageInMethod.Read;
+    /// <remarks>
+    /// Touch is the default: faulting the pages in from the prefetch thread was the fastest method on cold storage,
+    /// and by far under a container memory limit, where readahead of whole blocks competes with reclaim
+    /// (docs/benchmarks.md compares all four).
+    /// </remarks>
+    public PageInMethod PageIn { get; init; } = PageInMethod.Touch;
 
     /// <summary>
     /// Drop disk-placed weights from the page cache once their block has run (mapped pages after use, copied ones
