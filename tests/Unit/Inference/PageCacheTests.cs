@@ -25,8 +25,11 @@ public sealed class PageCacheTests : IDisposable
         var allDisk = new Dictionary<string, string> { [""] = "disk" };
         var generation = new GenerationOptions { MaxNewTokens = 4, StopTokenIds = [] };
 
+        // Pages are brought in with PageIn.Read, which reads exactly the block's pages; touching them lets the kernel's
+        // own readahead run past the block, so what stays cached would depend on its readahead window.
         double Cached(InferenceOptions options)
         {
+            options = options with { PageIn = PageInMethod.Read };
             PageIn.EvictFile(checkpoint.Files[0]);
             using var session = InferenceSession.Open(folder, allDisk, options);
             session.Generate([1, 2], generation);
