@@ -54,11 +54,11 @@ public sealed record InferenceOptions
 
     /// <summary>How a prefetch brings mapped pages in (with <see cref="Inference.DiskAccess.Mapped"/>).</summary>
     /// <remarks>
-    /// Touch is the default: faulting the pages in from the prefetch thread was the fastest method on cold storage,
-    /// and by far under a container memory limit, where readahead of whole blocks competes with reclaim
-    /// (docs/benchmarks.md compares all four).
+    /// docs/benchmarks.md compares the four methods on cold storage; on this shared machine their order changes from
+    /// run to run (storage speed varies more than they differ), so the default stays the one that reads exactly the
+    /// block's pages and nothing past it.
     /// </remarks>
-    public PageInMethod PageIn { get; init; } = PageInMethod.Touch;
+    public PageInMethod PageIn { get; init; } = PageInMethod.Read;
 
     /// <summary>
     /// Drop disk-placed weights from the page cache once their block has run (mapped pages after use, copied ones
