@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using BigModel.Checkpoints;
-using BigModel.Fixtures.Synthetic;
 using BigModel.Inference;
 
 namespace BigModel.Bench;
@@ -22,10 +21,7 @@ public sealed class CgroupDecodeBenchmark : IBenchmark
 
     public string Run(BenchContext context)
     {
-        var folder = Path.Combine(context.ScratchDirectory, "llama-1b-f32");
-        LlamaFixture.Generate(folder, new LlamaOptions());
-        var tiny = Path.Combine(context.ScratchDirectory, "llama-tiny");
-        LlamaFixture.Generate(tiny, new LlamaOptions { Hidden = 64, Intermediate = 176, Layers = 2, Heads = 4, KvHeads = 2, Vocab = 512 });
+        var (folder, tiny) = context.DecodeModels();
         var checkpoint = Checkpoint.Open(folder);
         long modelBytes = checkpoint.Files.Sum(f => new FileInfo(f).Length);
         int tokens = context.Quick ? 4 : 12;

@@ -19,4 +19,17 @@ public sealed record BenchContext(string ScratchDirectory, bool Quick)
         Directory.CreateDirectory(path);
         return path;
     }
+
+    /// <summary>
+    /// The generated 1.19 GB F32 Llama the decode benchmarks share (hidden 1024, intermediate 2816, 18 layers, 16
+    /// heads, vocab 32000, untied head), and a tiny one whose run measures the runtime's own footprint; generated once.
+    /// </summary>
+    public (string Model, string Tiny) DecodeModels()
+    {
+        var model = Path.Combine(ScratchDirectory, "llama-1b-f32");
+        BigModel.Fixtures.Synthetic.LlamaFixture.Generate(model, new BigModel.Fixtures.Synthetic.LlamaOptions());
+        var tiny = Path.Combine(ScratchDirectory, "llama-tiny");
+        BigModel.Fixtures.Synthetic.LlamaFixture.Generate(tiny, new BigModel.Fixtures.Synthetic.LlamaOptions { Hidden = 64, Intermediate = 176, Layers = 2, Heads = 4, KvHeads = 2, Vocab = 512 });
+        return (model, tiny);
+    }
 }

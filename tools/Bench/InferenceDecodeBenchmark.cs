@@ -1,6 +1,5 @@
 using System.Globalization;
 using BigModel.Checkpoints;
-using BigModel.Fixtures.Synthetic;
 using BigModel.Inference;
 
 namespace BigModel.Bench;
@@ -17,10 +16,7 @@ public sealed class InferenceDecodeBenchmark : IBenchmark
 
     public string Run(BenchContext context)
     {
-        var folder = Path.Combine(context.ScratchDirectory, "llama-1b-f32");
-        LlamaFixture.Generate(folder, new LlamaOptions());
-        var tiny = Path.Combine(context.ScratchDirectory, "llama-tiny");
-        LlamaFixture.Generate(tiny, new LlamaOptions { Hidden = 64, Intermediate = 176, Layers = 2, Heads = 4, KvHeads = 2, Vocab = 512 });
+        var (folder, tiny) = context.DecodeModels();
         var checkpoint = Checkpoint.Open(folder);
         int tokens = context.Quick ? 8 : 16;
         var allDisk = new Dictionary<string, string> { [""] = "disk" };
