@@ -63,10 +63,6 @@ public static class ArchitectureCatalog
             config.Path);
     }
 
-    private static int Need(int? value, ModelConfig config, string key) => value is int v && v > 0
-        ? v
-        : throw new BigModelException(BigModelErrorCode.ConfigMissingValue, $"'{key}' is required and must be positive.", config.Path);
-
     // ---- Llama, Mistral, Qwen2: decoder-only, RMSNorm, rotary embeddings, GQA, SwiGLU ----
 
     private static ArchitectureSpec DecoderFamily(string family, string[] types, string className, bool qkvBiasDefault, bool oBiasFollowsQkv) => new(
@@ -80,13 +76,13 @@ public static class ArchitectureCatalog
 
     private static IEnumerable<TensorTemplate> DecoderBase(ModelConfig c, string p, bool qkvBiasDefault, bool oBiasFollowsQkv)
     {
-        int h = Need(c.HiddenSize, c, "hidden_size");
-        int layers = Need(c.NumHiddenLayers, c, "num_hidden_layers");
-        int heads = Need(c.NumAttentionHeads, c, "num_attention_heads");
-        int kv = Need(c.EffectiveKeyValueHeads, c, "num_key_value_heads");
-        int inter = Need(c.IntermediateSize, c, "intermediate_size");
-        int vocab = Need(c.VocabSize, c, "vocab_size");
-        int hd = Need(c.EffectiveHeadDim, c, "head_dim");
+        int h = c.Require(c.HiddenSize, "hidden_size");
+        int layers = c.Require(c.NumHiddenLayers, "num_hidden_layers");
+        int heads = c.Require(c.NumAttentionHeads, "num_attention_heads");
+        int kv = c.Require(c.EffectiveKeyValueHeads, "num_key_value_heads");
+        int inter = c.Require(c.IntermediateSize, "intermediate_size");
+        int vocab = c.Require(c.VocabSize, "vocab_size");
+        int hd = c.Require(c.EffectiveHeadDim, "head_dim");
         bool qkvBias = c.AttentionBias ?? qkvBiasDefault;
         bool oBias = oBiasFollowsQkv && qkvBias;
         bool mlpBias = c.Raw.TryGetPropertyValue("mlp_bias", out var mb) && mb?.GetValueKind() == System.Text.Json.JsonValueKind.True;
@@ -119,18 +115,18 @@ public static class ArchitectureCatalog
     {
         // A tied head is the embedding matrix itself: save_pretrained stores it once, under the embedding's name.
         if (c.TieWordEmbeddingsValue == true) yield break;
-        yield return new("lm_head.weight", [Need(c.VocabSize, c, "vocab_size"), Need(c.HiddenSize, c, "hidden_size")]);
+        yield return new("lm_head.weight", [c.Require(c.VocabSize, "vocab_size"), c.Require(c.HiddenSize, "hidden_size")]);
     }
 
     // ---- BERT ----
 
     private static IEnumerable<TensorTemplate> BertBase(ModelConfig c, string p)
     {
-        int h = Need(c.HiddenSize, c, "hidden_size");
-        int layers = Need(c.NumHiddenLayers, c, "num_hidden_layers");
-        int inter = Need(c.IntermediateSize, c, "intermediate_size");
-        int vocab = Need(c.VocabSize, c, "vocab_size");
-        int positions = Need(c.MaxPositionEmbeddings, c, "max_position_embeddings");
+        int h = c.Require(c.HiddenSize, "hidden_size");
+        int layers = c.Require(c.NumHiddenLayers, "num_hidden_layers");
+        int inter = c.Require(c.IntermediateSize, "intermediate_size");
+        int vocab = c.Require(c.VocabSize, "vocab_size");
+        int positions = c.Require(c.MaxPositionEmbeddings, "max_position_embeddings");
         int types = c.TypeVocabSize ?? 2;
         bool withPooler = c.Architecture is null or "BertModel";
 
@@ -167,8 +163,8 @@ public static class ArchitectureCatalog
 
     private static IEnumerable<TensorTemplate> BertMaskedLmHead(ModelConfig c, string p)
     {
-        int h = Need(c.HiddenSize, c, "hidden_size");
-        int vocab = Need(c.VocabSize, c, "vocab_size");
+        int h = c.Require(c.HiddenSize, "hidden_size");
+        int vocab = c.Require(c.VocabSize, "vocab_size");
         yield return new("cls.predictions.bias", [vocab]);
         yield return new("cls.predictions.transform.dense.weight", [h, h]);
         yield return new("cls.predictions.transform.dense.bias", [h]);
@@ -182,10 +178,10 @@ public static class ArchitectureCatalog
 
     private static IEnumerable<TensorTemplate> Gpt2Base(ModelConfig c, string p)
     {
-        int h = Need(c.HiddenSize, c, "n_embd");
-        int layers = Need(c.NumHiddenLayers, c, "n_layer");
-        int vocab = Need(c.VocabSize, c, "vocab_size");
-        int positions = Need(c.MaxPositionEmbeddings, c, "n_positions");
+        int h = c.Require(c.HiddenSize, "n_embd");
+        int layers = c.Require(c.NumHiddenLayers, "n_layer");
+        int vocab = c.Require(c.VocabSize, "vocab_size");
+        int positions = c.Require(c.MaxPositionEmbeddings, "n_positions");
         int inner = c.IntermediateSize ?? 4 * h;
 
         yield return new($"{p}wte.weight", [vocab, h]);
@@ -213,6 +209,6 @@ public static class ArchitectureCatalog
     private static IEnumerable<TensorTemplate> Gpt2Head(ModelConfig c, string p)
     {
         if (c.TieWordEmbeddingsValue == false)
-            yield return new("lm_head.weight", [Need(c.VocabSize, c, "vocab_size"), Need(c.HiddenSize, c, "n_embd")]);
+            yield return new("lm_head.weight", [c.Require(c.VocabSize, "vocab_size"), c.Require(c.HiddenSize, "n_embd")]);
     }
 }

@@ -12,6 +12,14 @@ namespace BigModel.Architectures;
 /// </summary>
 public sealed class ModelConfig
 {
+    /// <summary>
+    /// A value the caller cannot do without: present and positive, else <see cref="BigModelErrorCode.ConfigMissingValue"/>
+    /// naming <paramref name="key"/> and this config.json.
+    /// </summary>
+    public int Require(int? value, string key) => value is int v && v > 0
+        ? v
+        : throw new BigModelException(BigModelErrorCode.ConfigMissingValue, $"'{key}' is required and must be positive.", Path);
+
     /// <summary>Config files larger than this are refused: real ones are a few kilobytes.</summary>
     public const long MaxConfigBytes = 16 * 1024 * 1024;
 

@@ -37,12 +37,12 @@ internal sealed class BertModel
 
     private BertModel(ModelConfig c, ArchitectureSpec spec, Checkpoint checkpoint, ILinearKernel linear)
     {
-        Hidden = Need(c.HiddenSize, "hidden_size", c);
-        Layers = Need(c.NumHiddenLayers, "num_hidden_layers", c);
-        Heads = Need(c.NumAttentionHeads, "num_attention_heads", c);
-        Intermediate = Need(c.IntermediateSize, "intermediate_size", c);
-        Vocab = Need(c.VocabSize, "vocab_size", c);
-        MaxPositions = Need(c.MaxPositionEmbeddings, "max_position_embeddings", c);
+        Hidden = c.Require(c.HiddenSize, "hidden_size");
+        Layers = c.Require(c.NumHiddenLayers, "num_hidden_layers");
+        Heads = c.Require(c.NumAttentionHeads, "num_attention_heads");
+        Intermediate = c.Require(c.IntermediateSize, "intermediate_size");
+        Vocab = c.Require(c.VocabSize, "vocab_size");
+        MaxPositions = c.Require(c.MaxPositionEmbeddings, "max_position_embeddings");
         if (Hidden % Heads != 0)
             throw new BigModelException(BigModelErrorCode.ConfigInvalidValue, $"hidden_size {Hidden} is not a multiple of num_attention_heads {Heads}.", c.Path);
         _headDim = Hidden / Heads;
@@ -191,8 +191,4 @@ internal sealed class BertModel
 
     private static ModelBlock Block(int index, string name, List<(string Key, TensorInfo? Tensor)> tensors) =>
         new(index, name, tensors.Where(x => x.Tensor is not null).Select(x => new BlockTensor(x.Key, x.Tensor!)).ToList());
-
-    private static int Need(int? value, string key, ModelConfig c) => value is int v && v > 0
-        ? v
-        : throw new BigModelException(BigModelErrorCode.ConfigMissingValue, $"'{key}' is required and must be positive.", c.Path);
 }

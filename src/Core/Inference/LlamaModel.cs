@@ -49,13 +49,13 @@ internal sealed class LlamaModel
 
     private LlamaModel(ModelConfig c, ArchitectureSpec spec, Checkpoint checkpoint, ILinearKernel linear)
     {
-        Hidden = Need(c.HiddenSize, "hidden_size", c);
-        Layers = Need(c.NumHiddenLayers, "num_hidden_layers", c);
-        Heads = Need(c.NumAttentionHeads, "num_attention_heads", c);
-        KvHeads = Need(c.EffectiveKeyValueHeads, "num_key_value_heads", c);
-        HeadDim = Need(c.EffectiveHeadDim, "head_dim", c);
-        Intermediate = Need(c.IntermediateSize, "intermediate_size", c);
-        Vocab = Need(c.VocabSize, "vocab_size", c);
+        Hidden = c.Require(c.HiddenSize, "hidden_size");
+        Layers = c.Require(c.NumHiddenLayers, "num_hidden_layers");
+        Heads = c.Require(c.NumAttentionHeads, "num_attention_heads");
+        KvHeads = c.Require(c.EffectiveKeyValueHeads, "num_key_value_heads");
+        HeadDim = c.Require(c.EffectiveHeadDim, "head_dim");
+        Intermediate = c.Require(c.IntermediateSize, "intermediate_size");
+        Vocab = c.Require(c.VocabSize, "vocab_size");
         if (Heads % KvHeads != 0)
             throw new BigModelException(BigModelErrorCode.ConfigInvalidValue, $"num_attention_heads {Heads} is not a multiple of num_key_value_heads {KvHeads}.", c.Path);
         if (HeadDim % 2 != 0)
@@ -366,8 +366,4 @@ internal sealed class LlamaModel
 
     private static ModelBlock Block(int index, string name, params (string Key, TensorInfo? Tensor)[] tensors) =>
         new(index, name, tensors.Where(x => x.Tensor is not null).Select(x => new BlockTensor(x.Key, x.Tensor!)).ToList());
-
-    private static int Need(int? value, string key, ModelConfig c) => value is int v && v > 0
-        ? v
-        : throw new BigModelException(BigModelErrorCode.ConfigMissingValue, $"'{key}' is required and must be positive.", c.Path);
 }
