@@ -49,15 +49,22 @@ internal static partial class DiskFullTrial
         return failures == 0 ? 0 : 1;
     }
 
-    private static int SplitOntoFullDisk(string work, string mount, long tmpfsSize)
+    /// <summary>Two generated checkpoints under <paramref name="work"/>: one 2.5 × the tmpfs (cannot fit), one a quarter of it (fits).</summary>
+    internal static (string Big, string Small) Sources(string work, long tmpfsSize, int seed)
     {
-        int failures = 0;
         var big = Path.Combine(work, "big");
         var small = Path.Combine(work, "small");
         Folders.Delete(big);
         Folders.Delete(small);
-        GenerateCommand.Write(big, tmpfsSize * 5 / 2, 1L << 20, DType.F32, seed: 9);
-        GenerateCommand.Write(small, tmpfsSize / 4, 1L << 20, DType.F32, seed: 10);
+        GenerateCommand.Write(big, tmpfsSize * 5 / 2, 1L << 20, DType.F32, seed);
+        GenerateCommand.Write(small, tmpfsSize / 4, 1L << 20, DType.F32, seed + 1);
+        return (big, small);
+    }
+
+    private static int SplitOntoFullDisk(string work, string mount, long tmpfsSize)
+    {
+        int failures = 0;
+        var (big, small) = Sources(work, tmpfsSize, seed: 9);
         var destination = Path.Combine(mount, "out");
 
         failures += Expect("free-space check", () => Split(big, destination, checkFreeSpace: true, force: false), mount, []);

@@ -13,12 +13,7 @@ internal static class OffloadDiskFull
     public static int Run(string work, string mount, long tmpfsSize)
     {
         int failures = 0;
-        var big = Path.Combine(work, "big");
-        var small = Path.Combine(work, "small");
-        Folders.Delete(big);
-        Folders.Delete(small);
-        GenerateCommand.Write(big, tmpfsSize * 5 / 2, 1L << 20, DType.F32, seed: 11);
-        GenerateCommand.Write(small, tmpfsSize / 4, 1L << 20, DType.F32, seed: 12);
+        var (big, small) = DiskFullTrial.Sources(work, tmpfsSize, seed: 11);
         var folder = Path.Combine(mount, "offload");
         Directory.CreateDirectory(folder);
 
