@@ -22,6 +22,8 @@ public sealed class InvokeBigModel : BigModelTask
     public string? DType { get; set; }
     /// <summary>What computes the linear layers on the CPU: Auto (default), LibTorch or Native (--linear-kernel of the runner).</summary>
     public string? LinearKernel { get; set; }
+    /// <summary>How disk-placed weights are read: Auto (default), Mapped, Copied or Direct (--disk-access of the runner).</summary>
+    public string? DiskAccess { get; set; }
     /// <summary>Fail (BM1908) unless the generated text starts with this.</summary>
     public string? ExpectedText { get; set; }
     /// <summary>Fail (BM1908) unless the generated ids start with these (comma-separated).</summary>
@@ -75,6 +77,7 @@ public sealed class InvokeBigModel : BigModelTask
         if (MaxMemory is { Length: > 0 }) { yield return "--max-memory"; yield return MaxMemory; }
         if (DType is { Length: > 0 }) { yield return "--dtype"; yield return DType; }
         if (LinearKernel is { Length: > 0 }) { yield return "--linear-kernel"; yield return LinearKernel; }
+        if (DiskAccess is { Length: > 0 }) { yield return "--disk-access"; yield return DiskAccess; }
     }
 
     private JsonElement ParseReply(string stdout, string stderr, int exitCode)

@@ -146,6 +146,14 @@ public sealed class InvokeBigModelCommand : BigModelCmdlet
     [Parameter]
     public LinearKernel LinearKernel { get; set; } = LinearKernel.Auto;
 
+    /// <summary>
+    /// How disk-placed weights reach the computation: Auto (mapped while memory can cache them, read past the page
+    /// cache when it cannot), Mapped (computed from the memory-mapped files), Copied (read into a staging ring) or
+    /// Direct (read into the staging ring past the page cache, O_DIRECT).
+    /// </summary>
+    [Parameter]
+    public DiskAccess DiskAccess { get; set; } = DiskAccess.Auto;
+
     protected override void ProcessRecord()
     {
         try
@@ -171,6 +179,7 @@ public sealed class InvokeBigModelCommand : BigModelCmdlet
                 PrefetchDepth = PrefetchDepth,
                 Threads = Threads,
                 LinearKernel = LinearKernel,
+                DiskAccess = DiskAccess,
                 AvailableHostBytes = InferencePlacement.AvailableHostBytes(),
             };
             var progress = new ProgressWriter(this, 2, $"Loading {checkpoint.Path}");
@@ -188,7 +197,7 @@ public sealed class InvokeBigModelCommand : BigModelCmdlet
             {
                 var report = session.LoadReport;
                 WriteVerbose($"Loaded in {report.LoadTime.TotalSeconds:0.00} s on {report.ExecutionDevice}: {ByteSize.Format(report.HostResidentBytes)} in RAM, "
-                    + $"{ByteSize.Format(report.DeviceResidentBytes)} on the device, {ByteSize.Format(report.MappedBytes)} mapped from disk, {session.Threads} threads, linear layers by {session.LinearKernel}.");
+                    + $"{ByteSize.Format(report.DeviceResidentBytes)} on the device, {ByteSize.Format(report.MappedBytes)} mapped from disk, {ByteSize.Format(report.StreamedBytes)} streamed ({report.DiskAccess}), {session.Threads} threads, linear layers by {session.LinearKernel}.");
                 if (ParameterSetName == TextSet) Embed(session);
                 else Generate(session);
             }

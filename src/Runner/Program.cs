@@ -9,6 +9,7 @@ using BigModel.Inference;
 //   generate --checkpoint PATH (--prompt TEXT | --input-ids 1,2,3) [--max-new-tokens N] [--temperature T] [--top-k K]
 //            [--top-p P] [--seed S] [--device-map FILE|auto|sequential|balanced|balanced_low_0] [--max-memory 0=8GiB;cpu=16GiB]
 //            [--dtype float16] [--no-prefetch] [--linear-kernel auto|libtorch|native]
+//            [--disk-access auto|mapped|copied|direct]
 //   embed --checkpoint PATH --text TEXT [--text TEXT ...] [same placement options]
 // Exit code 0 with {"ok":true,...}; 1 with {"ok":false,"code":"BM1907","id":"BigModel.X","message":...,"file":...}.
 var output = Console.Out;
@@ -29,6 +30,7 @@ try
         DType = dtype,
         Prefetch = !options.ContainsKey("no-prefetch"),
         LinearKernel = options.TryGetValue("linear-kernel", out var lk) ? Kernel(lk[0]) : LinearKernel.Auto,
+        DiskAccess = options.TryGetValue("disk-access", out var da) ? Access(da[0]) : DiskAccess.Auto,
         AvailableHostBytes = InferencePlacement.AvailableHostBytes(),
     });
     object result = command switch
@@ -104,6 +106,10 @@ static Dictionary<string, List<string>> Parse(ReadOnlySpan<string> args)
 static LinearKernel Kernel(string text) => Enum.TryParse<LinearKernel>(text, ignoreCase: true, out var kernel) && Enum.IsDefined(kernel)
     ? kernel
     : throw Usage($"auto, libtorch or native for --linear-kernel, not '{text}'");
+
+static DiskAccess Access(string text) => Enum.TryParse<DiskAccess>(text, ignoreCase: true, out var access) && Enum.IsDefined(access)
+    ? access
+    : throw Usage($"auto, mapped, copied or direct for --disk-access, not '{text}'");
 
 static string Single(Dictionary<string, List<string>> options, string name) =>
     options.TryGetValue(name, out var values) && values.Count == 1 ? values[0] : throw Usage($"exactly one --{name}");

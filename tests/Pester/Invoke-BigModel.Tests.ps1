@@ -33,6 +33,9 @@ Describe 'Invoke-BigModel on stories260K' -Skip:(-not $hasStories) {
         ($map | Invoke-BigModel -InputIds 1 -MaxNewTokens 24 -NoPrefetch).GeneratedIds -join ',' | Should -Be $reference
         $allDisk = New-DeviceMap $stories -MaxMemory @{ cpu = '1KB' } -WarningAction SilentlyContinue
         ($allDisk | Invoke-BigModel -InputIds 1 -MaxNewTokens 24).GeneratedIds -join ',' | Should -Be $reference
+        foreach ($access in 'Mapped', 'Copied', 'Direct') {
+            ($allDisk | Invoke-BigModel -InputIds 1 -MaxNewTokens 24 -DiskAccess $access).GeneratedIds -join ',' | Should -Be $reference
+        }
     }
 
     It 'gives the same ids with the native linear kernel and with libtorch' {

@@ -10,7 +10,7 @@ namespace BigModel.Bench;
 
 /// <summary>
 /// One decode run in a process of its own, so a benchmark can put it in a memory cgroup:
-/// <c>BigModel.Bench --decode-child FOLDER [--tokens N] [--resident] [--max-memory TEXT] [--copied] [--prefetch-depth N] [--no-prefetch] [--page-in read|populate|willneed|touch]</c>. Without
+/// <c>BigModel.Bench --decode-child FOLDER [--tokens N] [--resident] [--max-memory TEXT] [--disk-access auto|mapped|copied|direct] [--prefetch-depth N] [--no-prefetch] [--page-in read|populate|willneed|touch]</c>. Without
 /// <c>--resident</c> or <c>--max-memory</c> the placement is what a user gets by default: the cpu budget is the memory
 /// this process may still use (cgroup limit included), the rest goes to disk. Answers with one JSON line.
 /// </summary>
@@ -30,7 +30,7 @@ public static class DecodeChild
                 case "--tokens": tokens = int.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture); break;
                 case "--resident": resident = true; break;
                 case "--max-memory": maxMemory = args[++i]; break;
-                case "--copied": options = options with { DiskAccess = DiskAccess.Copied }; break;
+                case "--disk-access": options = options with { DiskAccess = Enum.Parse<DiskAccess>(args[++i], ignoreCase: true) }; break;
                 case "--prefetch-depth": options = options with { PrefetchDepth = int.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture) }; break;
                 case "--no-prefetch": options = options with { Prefetch = false }; break;
                 case "--page-in": options = options with { PageIn = Enum.Parse<PageInMethod>(args[++i], ignoreCase: true) }; break;
@@ -63,7 +63,8 @@ public static class DecodeChild
                 mappedBytes = report.MappedBytes,
                 streamedBytes = report.StreamedBytes,
                 prefetchWindowBytes = report.PrefetchWindowBytes,
-                diskBytesPerToken = report.Blocks.Where(b => b.Location == "disk").Sum(b => b.Bytes),
+                diskAccess = report.DiskAccess.ToString(),
+                diskBytesPerToken = report.DiskBytesPerToken,
                 rssAnonBytes = process.RssAnonBytes,
                 rssFileBytes = process.RssFileBytes,
                 peakRssBytes = process.PeakRssBytes,

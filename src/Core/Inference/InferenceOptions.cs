@@ -6,12 +6,26 @@ namespace BigModel.Inference;
 public enum DiskAccess
 {
     /// <summary>
+    /// <see cref="Mapped"/> while the memory left can keep the disk-placed weights cached from one token to the next;
+    /// <see cref="Direct"/> when it cannot (a model bigger than the memory it may use, a container limit), where
+    /// caching them would only make the kernel reclaim pages in the middle of every read.
+    /// </summary>
+    Auto,
+    /// <summary>
     /// Compute straight from the memory-mapped weight files; the page cache is the staging buffer and anonymous
     /// memory stays flat. With prefetch on, the next blocks' pages are brought in ahead of use.
     /// </summary>
     Mapped,
-    /// <summary>Copy each block into private memory when used (ahead of use with prefetch on) and free it after.</summary>
+    /// <summary>
+    /// Read each block into a staging ring in private memory when used (ahead of use with prefetch on), through the
+    /// page cache, and hand the ring space back after.
+    /// </summary>
     Copied,
+    /// <summary>
+    /// As <see cref="Copied"/>, with reads that bypass the page cache (<c>O_DIRECT</c>) where the file system allows
+    /// it, so streaming holds no memory beyond the ring; elsewhere reads go through the page cache.
+    /// </summary>
+    Direct,
 }
 
 /// <summary>What computes the linear layers of CPU-computed blocks.</summary>
@@ -50,7 +64,7 @@ public sealed record InferenceOptions
     public int PrefetchDepth { get; init; } = 2;
 
     /// <summary>How disk-placed weights reach a CPU computation.</summary>
-    public DiskAccess DiskAccess { get; init; } = DiskAccess.Mapped;
+    public DiskAccess DiskAccess { get; init; } = DiskAccess.Auto;
 
     /// <summary>How a prefetch brings mapped pages in (with <see cref="Inference.DiskAccess.Mapped"/>).</summary>
     /// <remarks>
@@ -101,6 +115,8 @@ public sealed record InferenceOptions
             throw new Errors.BigModelException(Errors.BigModelErrorCode.InvalidArgument, $"PrefetchDepth is {PrefetchDepth}; use 1 to 64.");
         if (Threads is int t && (t < 1 || t > 4096))
             throw new Errors.BigModelException(Errors.BigModelErrorCode.InvalidArgument, $"Threads is {t}; use 1 or more.");
+        if (!Enum.IsDefined(DiskAccess))
+            throw new Errors.BigModelException(Errors.BigModelErrorCode.InvalidArgument, $"DiskAccess is {(int)DiskAccess}; use Auto, Mapped, Copied or Direct.");
         if (!Enum.IsDefined(LinearKernel))
             throw new Errors.BigModelException(Errors.BigModelErrorCode.InvalidArgument, $"LinearKernel is {(int)LinearKernel}; use Auto, LibTorch or Native.");
         if (AvailableHostBytes is long b && b < 0)

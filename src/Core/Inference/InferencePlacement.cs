@@ -51,8 +51,9 @@ public static class InferencePlacement
         }
         // A measured budget is everything free: keep back what running needs besides the weights.
         long reserve = maxMemory is null ? RunReserve(checkpoint, dtype, contextTokens) : 0;
-        DeviceMapOptions Options(long held) => new()
+        DeviceMapOptions Options(long held, bool clean = true) => new()
         {
+            Clean = clean,
             MaxMemory = maxMemory,
             Strategy = DeviceMapStrategies.Parse(mapPathOrStrategy),
             DType = dtype,
@@ -60,6 +61,11 @@ public static class InferencePlacement
         };
         var planned = DeviceMapPlanner.Plan(checkpoint, Options(reserve));
         if (maxMemory is not null || !planned.UsesDisk || planned.LargestLayerBytes is not long largest) return planned;
+        // Streaming from disk every token: spend the same budget on the placement that reads the least per token.
+        var blocks = DeviceMapPlanner.Plan(checkpoint, Options(reserve, clean: false));
+        if (blocks.Budget is { } budget && budget.TryGet(Device.Cpu, out long cpuBytes)
+            && StreamingPlacement.Improve(blocks, checkpoint, cpuBytes, 1 + PrefetchWindowBlocks) is { } streaming)
+            return streaming;
         // Offloading: the blocks in flight (the one computing and the prefetched ones) need memory too, in page
         // cache or staging buffers, and under a container limit both count. The planner keeps one largest layer
         // back; keep the rest of the widest prefetch window back as well, so the resident part never crowds it out.

@@ -32,7 +32,14 @@ public sealed record InferenceLoadReport(
     long StreamedBytes,
     long PrefetchWindowBytes,
     IReadOnlyList<BlockPlacement> Blocks,
-    string? OffloadFile);
+    string? OffloadFile)
+{
+    /// <summary>How disk-placed weights reach the computation in this session (<see cref="DiskAccess.Auto"/> resolved).</summary>
+    public DiskAccess DiskAccess { get; init; }
+
+    /// <summary>Bytes a forward pass reads from the weight files when none are cached (tables only looked up in excluded).</summary>
+    public long DiskBytesPerToken { get; init; }
+}
 
 /// <summary>
 /// A model loaded for inference according to a placement (module name → "cuda:N" | "cpu" | "disk", Accelerate's
@@ -160,10 +167,25 @@ public sealed class InferenceSession : IDisposable
             reader = new WeightReader(floatType);
             var plan = WeightPlan.Create(blocks, resolver, execution, reader, options, checkpoint.Path);
             plan.CheckHostBudget(options.AvailableHostBytes, checkpoint.Path);
-            if (options.ReleaseDiskPages is null && plan.CannotCacheDiskWeights(options.AvailableHostBytes))
+            // Where memory cannot keep the disk-placed weights cached anyway, caching them only makes the kernel
+            // reclaim pages mid-read: read them past the page cache and drop what was mapped after use.
+            bool cannotCache = plan.CannotCacheDiskWeights(options.AvailableHostBytes);
+            var resolved = options with
             {
-                options = options with { ReleaseDiskPages = true };
-                plan = WeightPlan.Create(blocks, resolver, execution, reader, options, checkpoint.Path);
+                DiskAccess = options.DiskAccess == DiskAccess.Auto ? (cannotCache ? DiskAccess.Direct : DiskAccess.Mapped) : options.DiskAccess,
+                ReleaseDiskPages = options.ReleaseDiskPages ?? (cannotCache ? true : null),
+            };
+            if (resolved != options)
+            {
+                var replanned = WeightPlan.Create(blocks, resolver, execution, reader, resolved, checkpoint.Path);
+                // Streaming needs its ring in memory; where even that does not fit, mapped pages (released after use) still run.
+                if (resolved.DiskAccess == DiskAccess.Direct && options.DiskAccess == DiskAccess.Auto && !replanned.FitsHostBudget(options.AvailableHostBytes))
+                {
+                    resolved = resolved with { DiskAccess = DiskAccess.Mapped };
+                    replanned = WeightPlan.Create(blocks, resolver, execution, reader, resolved, checkpoint.Path);
+                }
+                (options, plan) = (resolved, replanned);
+                plan.CheckHostBudget(options.AvailableHostBytes, checkpoint.Path);
             }
             var settings = ModelFolderSettings.Read(checkpoint.Directory, config);
             tokenizer = LoadTokenizer(checkpoint, options);
@@ -173,7 +195,7 @@ public sealed class InferenceSession : IDisposable
             var computeType = blocks.SelectMany(b => b.Tensors).Select(t => reader.TargetType(t.Source)).FirstOrDefault(TorchTypes.IsFloating, ScalarType.Float32);
 
             var report = new InferenceLoadReport(execution.ToString(), clock.Elapsed, plan.HostResidentBytes, plan.DeviceResidentBytes, plan.MappedBytes,
-                plan.StreamedBytes, plan.WindowBytes, Describe(plan), offloadFile);
+                plan.StreamedBytes, plan.WindowBytes, Describe(plan), offloadFile) { DiskAccess = options.DiskAccess, DiskBytesPerToken = plan.DiskBytesPerToken };
             return new InferenceSession(checkpoint, spec, options, llama, bert, reader, plan, pipeline, tokenizer, settings, computeType, threads, kernel, report);
         }
         catch (Exception e)

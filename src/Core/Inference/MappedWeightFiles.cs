@@ -53,6 +53,13 @@ internal sealed class MappedWeightFiles : IDisposable
         Inference.PageIn.Release(address, length, Handle(tensor.File), tensor.DataOffset);
     }
 
+    /// <summary>Tells the kernel a viewable tensor is read a few rows at a time (see <see cref="Inference.PageIn.AdviseRandom"/>).</summary>
+    public void AdviseLookups(TensorInfo tensor)
+    {
+        var (address, length) = AddressRange(tensor);
+        Inference.PageIn.AdviseRandom(address, length);
+    }
+
     /// <summary>Brings a viewable tensor's pages in ahead of use (see <see cref="PageInMethod"/>).</summary>
     public void PageIn(TensorInfo tensor, PageInMethod method)
     {

@@ -74,6 +74,21 @@ internal static class PageIn
         _ = posix_fadvise((int)file.DangerousGetHandle(), offset, end - first, FadvDontNeed);
     }
 
+    /// <summary>
+    /// Marks a mapped range as read at random (<c>MADV_RANDOM</c>): a fault then reads the page it needs and not the
+    /// megabytes of read-around the kernel would add, which for a table only looked up in are neighbouring weights
+    /// pulled into the page cache on every token.
+    /// </summary>
+    public static void AdviseRandom(IntPtr address, long length)
+    {
+        if (length <= 0 || !(OperatingSystem.IsLinux() || OperatingSystem.IsMacOS())) return;
+        long page = Environment.SystemPageSize;
+        long start = (long)address / page * page;
+        _ = madvise((IntPtr)start, (nuint)((long)address + length - start), MadvRandom);
+    }
+
+    private const int MadvRandom = 1;
+
     /// <summary>Drops a whole file's clean pages from the page cache (pages mapped by a process stay).</summary>
     public static void EvictFile(string path)
     {

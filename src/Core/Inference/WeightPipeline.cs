@@ -1,7 +1,9 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.ExceptionServices;
+using BigModel.Checkpoints;
 using BigModel.Errors;
+using Microsoft.Win32.SafeHandles;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -21,7 +23,9 @@ internal sealed class WeightPipeline : IDisposable
     private readonly int[] _offloaded;              // block indexes that need work per use, in forward order
     private readonly Dictionary<int, int> _cyclePosition = new();
     private readonly Dictionary<string, CudaCopyStream> _copiers = new(StringComparer.Ordinal);
-    private readonly StagingArena? _arena;
+    private readonly StagingRing? _ring;
+    private readonly Dictionary<string, SafeFileHandle> _files = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _unbuffered = new(StringComparer.Ordinal);
     private Prefetcher? _prefetcher;
     private bool _disposed;
 
@@ -32,28 +36,19 @@ internal sealed class WeightPipeline : IDisposable
         _options = options;
         _offloaded = plan.Routes.Where(r => r.NeedsWork).Select(r => r.Block.Index).ToArray();
         for (int i = 0; i < _offloaded.Length; i++) _cyclePosition[_offloaded[i]] = i;
-        _arena = CreateArena();
+        _ring = CreateRing();
     }
 
-    /// <summary>Staging buffers for streamed weights, when any block streams weights it can read as stored.</summary>
-    private StagingArena? CreateArena()
+    /// <summary>The ring streamed blocks are read into, when any block streams weights it can read as stored.</summary>
+    private StagingRing? CreateRing()
     {
-        var streamed = _plan.Routes
-            .SelectMany(r => r.Block.Tensors.Select(t => (Route: r, Slot: _plan.Slots[t.Source.Name])))
-            .Where(x => x.Slot.Mode == SlotMode.Streamed && _reader.TargetType(x.Slot.Source) == TorchTypes.ScalarTypeOf(x.Slot.Source))
-            .ToList();
-        if (streamed.Count == 0) return null;
-        var type = streamed.GroupBy(x => TorchTypes.ScalarTypeOf(x.Slot.Source)).OrderByDescending(g => g.Sum(x => x.Slot.Source.ByteLength)).First().Key;
-        long elements = streamed.Where(x => TorchTypes.ScalarTypeOf(x.Slot.Source) == type)
-            .GroupBy(x => x.Route)
-            .Max(g => g.DistinctBy(x => x.Slot).Sum(x => StagingArena.Aligned(x.Slot.Source.ElementCount, type)));
-        bool pinned = streamed.Any(x => x.Route.Compute.Kind == WeightLocationKind.Cuda);
-        int buffers = _options.Prefetch ? _options.PrefetchDepth + 1 : 1;
-        return new StagingArena(buffers, type, elements, pinned);
+        if (_plan.StagingType is not ScalarType type || _plan.StagingBytes == 0) return null;
+        bool pinned = _plan.Routes.Any(r => r.Reads is not null && r.Compute.Kind == WeightLocationKind.Cuda);
+        return new StagingRing(type, _plan.StagingBytes, pinned);
     }
 
-    /// <summary>Host memory held by the staging buffers.</summary>
-    public long StagingBytes => _arena?.Bytes ?? 0;
+    /// <summary>Host memory held by the staging ring.</summary>
+    public long StagingBytes => _ring?.Bytes ?? 0;
 
     /// <summary>Time the computation spent waiting for prefetched blocks.</summary>
     public TimeSpan WaitTime { get; private set; }
@@ -82,16 +77,18 @@ internal sealed class WeightPipeline : IDisposable
                 switch (slot.Mode)
                 {
                     case SlotMode.Resident:
-                        slot.Tensor = _reader.Load(slot.Source, TorchTypes.DeviceOf(slot.Location));
+                        // Under a memory limit the file pages read to load would crowd out the window until reclaimed.
+                        slot.Tensor = _reader.Load(slot.Source, TorchTypes.DeviceOf(slot.Location), dropFromCache: _options.ReleasesDiskPages);
                         done += slot.Source.ByteLength;
                         break;
                     case SlotMode.Pinned:
-                        slot.Tensor = _reader.Load(slot.Source, CPU, pin: true);
+                        slot.Tensor = _reader.Load(slot.Source, CPU, pin: true, dropFromCache: _options.ReleasesDiskPages);
                         done += slot.Source.ByteLength;
                         break;
                     case SlotMode.Mapped:
                         slot.Tensor = _reader.MappedView(slot.Source)
                             ?? throw new BigModelException(BigModelErrorCode.InferenceFailed, "a weight planned as mapped cannot be viewed.", slot.Source.File, tensor: slot.Source.Name);
+                        if (!UsedWhole(slot)) _reader.Maps.AdviseLookups(slot.Source);
                         break;
                 }
             }
@@ -99,6 +96,9 @@ internal sealed class WeightPipeline : IDisposable
         }
         progress?.Report(new InferenceLoadProgress("Loaded", null, blocksDone, _plan.Routes.Count, done, total));
     }
+
+    private bool UsedWhole(WeightSlot slot) =>
+        _plan.Routes.Any(r => r.Block.Tensors.Any(t => !t.Gathered && ReferenceEquals(_plan.Slots[t.Source.Name], slot)));
 
     /// <summary>The weights of block <paramref name="index"/> on its compute device; dispose them after the block ran.</summary>
     public BlockWeights Acquire(int index, CancellationToken cancel)
@@ -108,7 +108,7 @@ internal sealed class WeightPipeline : IDisposable
         if (!route.NeedsWork) return Assemble(route, null, null);
         if (!_options.Prefetch)
         {
-            var prepared = Prepare(route, pageIn: false);
+            var prepared = Prepare(route, pageIn: false, cancel);
             FinishOrRelease(prepared, null);
             return Assemble(route, prepared, null);
         }
@@ -190,7 +190,7 @@ internal sealed class WeightPipeline : IDisposable
     }
 
     /// <summary>Brings in what one use of the block needs. Runs on the prefetch thread, or inline when synchronous.</summary>
-    private Prepared Prepare(BlockRoute route, bool pageIn)
+    private Prepared Prepare(BlockRoute route, bool pageIn, CancellationToken cancel)
     {
         using var noGrad = no_grad();
         // Temporaries stay referenced until the scope ends; everything kept is detached from it (TorchTypes.Own).
@@ -202,9 +202,11 @@ internal sealed class WeightPipeline : IDisposable
             // Reading one block at a time keeps one block's I/O in flight; announcing the next block first lets
             // the storage work on both while this one's pages are waited for.
             if (pageIn && _options.PageIn == PageInMethod.Read) AdviseNext(route);
+            if (route.Reads is not null) ReadStaged(route, prepared, device, cancel);
             foreach (var bt in route.Block.Tensors)
             {
                 var slot = _plan.Slots[bt.Source.Name];
+                if (prepared.Tensors.ContainsKey(bt.Key) || prepared.Copies.Any(c => c.Key == bt.Key)) continue;
                 switch (slot.Mode)
                 {
                     case SlotMode.Mapped when !WeightPlan.SameDevice(WeightLocation.Cpu, route.Compute):
@@ -217,8 +219,7 @@ internal sealed class WeightPipeline : IDisposable
                     case SlotMode.Streamed:
                     {
                         bool onCuda = route.Compute.Kind == WeightLocationKind.Cuda;
-                        var host = Stage(prepared, slot.Source)
-                            ?? _reader.Load(slot.Source, CPU, pin: onCuda, dropFromCache: _options.ReleasesDiskPages);
+                        var host = _reader.Load(slot.Source, CPU, pin: onCuda, dropFromCache: _options.ReleasesDiskPages);
                         if (!onCuda)
                         {
                             prepared.Tensors[bt.Key] = host;
@@ -251,26 +252,50 @@ internal sealed class WeightPipeline : IDisposable
     }
 
     /// <summary>
-    /// Reads a streamed weight into the block's staging buffer (renting one on first use) and returns a view of it,
-    /// or null when the weight cannot be staged (it needs converting, or no buffer is free).
+    /// Reads the block's staged weights into a region of the ring (waiting for ring space, in block order) and
+    /// hands out views of it; on a GPU the views are copied there and the region is handed back with the block.
     /// </summary>
-    private Tensor? Stage(Prepared prepared, Checkpoints.TensorInfo source)
+    private void ReadStaged(BlockRoute route, Prepared prepared, Device device, CancellationToken cancel)
     {
-        if (_arena is null) return null;
-        var stored = TorchTypes.ScalarTypeOf(source);
-        if (stored != _arena.Type || _reader.TargetType(source) != stored) return null;
-        long size = StagingArena.Aligned(source.ElementCount, stored);
-        if (prepared.Staging is null)
+        var reads = route.Reads!;
+        var ring = _ring!;
+        prepared.Region = ring.Take(reads.RegionBytes, cancel);
+        foreach (var extent in reads.Extents)
         {
-            prepared.Staging = _arena.Rent();
-            if (prepared.Staging is null) return null;
-            prepared.ReturnStaging = _arena.Return;
+            var (handle, unbuffered) = FileFor(extent.File);
+            BlockReads.Read(handle, extent, ring.Address(prepared.Region, extent.RegionOffset));
+            if (!unbuffered && _options.ReleasesDiskPages) PageIn.DropFromCache(handle, extent.FileOffset, extent.Length);
         }
-        if (prepared.StagingUsed + size > _arena.Elements) return null;
-        var view = TorchTypes.Own(prepared.Staging.narrow(0, prepared.StagingUsed, source.ElementCount).view(source.Shape.ToArray()));
-        prepared.StagingUsed += size;
-        WeightReader.ReadInto(source, view, _options.ReleasesDiskPages);
-        return view;
+        bool onCuda = route.Compute.Kind == WeightLocationKind.Cuda;
+        foreach (var w in reads.Weights)
+        {
+            var view = ring.View(prepared.Region, w.RegionOffset, w.Source.Shape.ToArray(), w.Source.ElementCount);
+            if (!onCuda)
+            {
+                prepared.Tensors[w.Key] = view;
+                continue;
+            }
+            var copier = Copier(device);
+            prepared.Copies.Add((w.Key, copier, copier.Start(view, ownsSource: true)));
+        }
+    }
+
+    /// <summary>A read handle per weight file, kept for the session: unbuffered with <see cref="DiskAccess.Direct"/> where possible.</summary>
+    private (SafeFileHandle Handle, bool Unbuffered) FileFor(string file)
+    {
+        lock (_files)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_files.TryGetValue(file, out var handle)) return (handle, _unbuffered.Contains(file));
+            if (_options.DiskAccess == DiskAccess.Direct && IO.UnbufferedFile.TryOpen(file) is SafeFileHandle direct)
+            {
+                _unbuffered.Add(file);
+                _files[file] = direct;
+                return (direct, true);
+            }
+            _files[file] = handle = TensorData.Open(file);
+            return (handle, false);
+        }
     }
 
     private void AdviseNext(BlockRoute route)
@@ -320,7 +345,12 @@ internal sealed class WeightPipeline : IDisposable
             foreach (var c in _copiers.Values) c.Dispose();
             _copiers.Clear();
         }
-        _arena?.Dispose();
+        _ring?.Dispose();
+        lock (_files)
+        {
+            foreach (var handle in _files.Values) handle.Dispose();
+            _files.Clear();
+        }
     }
 
     /// <summary>What one use of a block brought in, freed when the block is handed back.</summary>
@@ -330,9 +360,7 @@ internal sealed class WeightPipeline : IDisposable
         public Dictionary<string, Tensor> Tensors { get; } = new(StringComparer.Ordinal);
         public List<(string Key, CudaCopyStream Copier, CudaCopyStream.PendingCopy Copy)> Copies { get; } = new();
         public ExceptionDispatchInfo? Failure { get; init; }
-        public Tensor? Staging { get; set; }
-        public long StagingUsed { get; set; }
-        public Action<Tensor>? ReturnStaging { get; set; }
+        public StagingRing.Region? Region { get; set; }
 
         public void Dispose()
         {
@@ -345,9 +373,9 @@ internal sealed class WeightPipeline : IDisposable
             Copies.Clear();
             foreach (var t in Tensors.Values) t.Dispose();
             Tensors.Clear();
-            // Views are gone; the buffer can take the next block.
-            if (Staging is not null) ReturnStaging?.Invoke(Staging);
-            Staging = null;
+            // Views are gone; the ring space can take the next block.
+            Region?.Dispose();
+            Region = null;
         }
     }
 
@@ -415,7 +443,7 @@ internal sealed class WeightPipeline : IDisposable
                     Prepared item;
                     try
                     {
-                        item = _owner.Prepare(route, pageIn: true);
+                        item = _owner.Prepare(route, pageIn: true, stop);
                     }
                     catch (Exception e) when (e is not OperationCanceledException)
                     {

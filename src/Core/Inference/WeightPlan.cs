@@ -29,7 +29,7 @@ internal sealed class WeightSlot(TensorInfo source, WeightLocation location, Slo
 }
 
 /// <summary>A block's compute device and what using it costs beyond its resident weights.</summary>
-internal sealed class BlockRoute(ModelBlock block, WeightLocation compute, bool needsWork, long transientHostBytes)
+internal sealed class BlockRoute(ModelBlock block, WeightLocation compute, bool needsWork, long transientHostBytes, BlockReads? reads)
 {
     public ModelBlock Block { get; } = block;
     public WeightLocation Compute { get; } = compute;
@@ -37,6 +37,8 @@ internal sealed class BlockRoute(ModelBlock block, WeightLocation compute, bool 
     public bool NeedsWork { get; } = needsWork;
     /// <summary>Host memory one use of the block holds for weights that are not resident.</summary>
     public long TransientHostBytes { get; } = transientHostBytes;
+    /// <summary>The streamed weights read into the staging ring for each use, or null.</summary>
+    public BlockReads? Reads { get; } = reads;
 }
 
 /// <summary>
@@ -45,8 +47,9 @@ internal sealed class BlockRoute(ModelBlock block, WeightLocation compute, bool 
 /// </summary>
 internal sealed class WeightPlan
 {
-    private WeightPlan(WeightLocation execution, IReadOnlyList<BlockRoute> routes, IReadOnlyDictionary<string, WeightSlot> slots, int window)
+    private WeightPlan(WeightLocation execution, IReadOnlyList<BlockRoute> routes, IReadOnlyDictionary<string, WeightSlot> slots, int window, ScalarType? stagingType)
     {
+        StagingType = stagingType;
         Execution = execution;
         Routes = routes;
         Slots = slots;
@@ -54,7 +57,27 @@ internal sealed class WeightPlan
         DeviceResidentBytes = slots.Values.Where(s => s.Mode == SlotMode.Resident && s.Location.Kind == WeightLocationKind.Cuda).Sum(s => s.TargetBytes);
         MappedBytes = slots.Values.Where(s => s.Mode == SlotMode.Mapped).Sum(s => s.Source.ByteLength);
         StreamedBytes = slots.Values.Where(s => s.Mode == SlotMode.Streamed).Sum(s => s.TargetBytes);
-        WindowBytes = window * (routes.Count == 0 ? 0 : routes.Max(r => r.TransientHostBytes));
+        DiskBytesPerToken = routes.SelectMany(r => r.Block.Tensors.Where(t => !t.Gathered).Select(t => slots[t.Source.Name]))
+            .Where(s => s.Mode is SlotMode.Streamed or SlotMode.Mapped).Distinct().Sum(s => s.Source.ByteLength);
+        WindowBytes = Widest(routes, window, r => r.TransientHostBytes);
+        StagingBytes = Widest(routes, window, r => r.Reads?.RegionBytes ?? 0);
+    }
+
+    /// <summary>
+    /// The most <paramref name="bytes"/> that <paramref name="window"/> consecutive blocks needing work per use hold
+    /// together, in the cyclic order a forward pass and the prefetcher visit them.
+    /// </summary>
+    private static long Widest(IReadOnlyList<BlockRoute> routes, int window, Func<BlockRoute, long> bytes)
+    {
+        var cycle = routes.Where(r => r.NeedsWork).Select(bytes).ToList();
+        long widest = 0;
+        for (int i = 0; i < cycle.Count; i++)
+        {
+            long sum = 0;
+            for (int k = 0; k < Math.Min(window, cycle.Count); k++) sum += cycle[(i + k) % cycle.Count];
+            widest = Math.Max(widest, sum);
+        }
+        return widest;
     }
 
     public WeightLocation Execution { get; }
@@ -73,42 +96,65 @@ internal sealed class WeightPlan
     /// <summary>Disk-placed weights read for each use.</summary>
     public long StreamedBytes { get; }
 
+    /// <summary>
+    /// Stored bytes a forward pass reads from the weight files when nothing is cached: every disk-placed weight used
+    /// whole (tables only looked up in read a few rows, and are not counted).
+    /// </summary>
+    public long DiskBytesPerToken { get; }
+
     /// <summary>The most host memory in-flight offloaded blocks hold at once (the prefetch window).</summary>
     public long WindowBytes { get; }
+
+    /// <summary>Size of the staging ring streamed blocks are read into (part of <see cref="WindowBytes"/>).</summary>
+    public long StagingBytes { get; }
+
+    /// <summary>The type of the weights read through the staging ring, or null when none are.</summary>
+    public ScalarType? StagingType { get; }
 
     public static WeightPlan Create(IReadOnlyList<ModelBlock> blocks, PlacementResolver placement, WeightLocation execution,
         WeightReader reader, InferenceOptions options, string? file)
     {
         var slots = new Dictionary<string, WeightSlot>(StringComparer.Ordinal);
-        var routes = new List<BlockRoute>(blocks.Count);
+        var computes = new List<WeightLocation>(blocks.Count);
         foreach (var block in blocks)
         {
             var locations = block.Tensors.Select(t => placement.Require(t.Source.Name, file)).ToList();
             var compute = ComputeLocation(block, placement, locations, execution);
-            bool needsWork = false;
-            long transient = 0;
+            computes.Add(compute);
             for (int i = 0; i < block.Tensors.Count; i++)
             {
                 var source = block.Tensors[i].Source;
-                if (!slots.TryGetValue(source.Name, out var slot))
-                {
-                    var mode = Decide(locations[i], compute, source, reader, options, block.Tensors[i].Gathered);
-                    slot = new WeightSlot(source, locations[i], mode, reader.TargetBytes(source));
-                    slots[source.Name] = slot;
-                }
+                if (slots.ContainsKey(source.Name)) continue;
+                var mode = Decide(locations[i], compute, source, reader, options, block.Tensors[i].Gathered);
+                slots[source.Name] = new WeightSlot(source, locations[i], mode, reader.TargetBytes(source));
+            }
+        }
+        var stagingType = StagingTypeOf(slots.Values, reader);
+        var routes = new List<BlockRoute>(blocks.Count);
+        for (int b = 0; b < blocks.Count; b++)
+        {
+            var block = blocks[b];
+            var compute = computes[b];
+            bool needsWork = false;
+            long transient = 0;
+            var staged = new List<(string Key, TensorInfo Source)>();
+            foreach (var bt in block.Tensors)
+            {
+                var slot = slots[bt.Source.Name];
                 switch (slot.Mode)
                 {
                     case SlotMode.Streamed:
                         needsWork = true;
-                        transient += slot.TargetBytes;
+                        if (Stageable(slot, stagingType, reader)) staged.Add((bt.Key, slot.Source));
+                        else transient += slot.TargetBytes;
                         break;
                     case SlotMode.Pinned:
                         needsWork = true;
                         break;
                     case SlotMode.Mapped:
                         // Row lookups need nothing brought in ahead; dense uses are paged in by the prefetcher.
-                        needsWork |= (options.Prefetch && !block.Tensors[i].Gathered) || options.ReleasesDiskPages
-                            || (!block.Tensors[i].Gathered && compute.Kind == WeightLocationKind.Cuda);
+                        needsWork |= (options.Prefetch && !bt.Gathered) || options.ReleasesDiskPages
+                            || (!bt.Gathered && compute.Kind == WeightLocationKind.Cuda);
                         break;
                     default:
                         // A tied weight resident on another device than this block's is copied over for each use.
@@ -116,13 +162,26 @@ internal sealed class WeightPlan
                         break;
                 }
             }
-            routes.Add(new BlockRoute(block, compute, needsWork, transient));
+            var reads = BlockReads.Plan(staged);
+            routes.Add(new BlockRoute(block, compute, needsWork, transient + (reads?.RegionBytes ?? 0), reads));
         }
         int window = options.Prefetch ? options.PrefetchDepth + 1 : 1;
-        return new WeightPlan(execution, routes, slots, window);
+        return new WeightPlan(execution, routes, slots, window, stagingType);
     }
 
-    /// <summary>Refuses, before loading, a plan that needs more host memory than <paramref name="available"/>.</summary>
+    /// <summary>The type most streamed bytes are stored in (and computed in): the staging ring's type.</summary>
+    private static ScalarType? StagingTypeOf(IEnumerable<WeightSlot> slots, WeightReader reader) =>
+        slots.Where(s => s.Mode == SlotMode.Streamed && MappedWeightFiles.CanView(s.Source) && reader.TargetType(s.Source) == TorchTypes.ScalarTypeOf(s.Source))
+            .GroupBy(s => TorchTypes.ScalarTypeOf(s.Source))
+            .OrderByDescending(g => g.Sum(s => s.Source.ByteLength))
+            .Select(g => (ScalarType?)g.Key)
+            .FirstOrDefault();
+
+    // Staged weights are read as stored and viewed in place: contiguous, unconverted, of the ring's type.
+    private static bool Stageable(WeightSlot slot, ScalarType? stagingType, WeightReader reader) =>
+        stagingType is ScalarType type && MappedWeightFiles.CanView(slot.Source)
+        && TorchTypes.ScalarTypeOf(slot.Source) == type && reader.TargetType(slot.Source) == type;
+
     /// <summary>
     /// Whether host memory left beside the resident weights and the window is smaller than the disk-placed weights,
     /// so the page cache cannot keep them from one token to the next.
@@ -130,11 +189,15 @@ internal sealed class WeightPlan
     public bool CannotCacheDiskWeights(long? available) =>
         available is long limit && MappedBytes + StreamedBytes > 0 && MappedBytes + StreamedBytes > limit - HostResidentBytes - WindowBytes;
 
+    /// <summary>Whether the resident weights and the window fit in <paramref name="available"/> bytes (always, when unknown).</summary>
+    public bool FitsHostBudget(long? available) => available is not long limit || HostResidentBytes + WindowBytes <= limit;
+
+    /// <summary>Refuses, before loading, a plan that needs more host memory than <paramref name="available"/>.</summary>
     public void CheckHostBudget(long? available, string? file)
     {
-        if (available is not long limit) return;
+        if (FitsHostBudget(available)) return;
+        long limit = available!.Value;
         long required = HostResidentBytes + WindowBytes;
-        if (required <= limit) return;
         var cpuBlocks = Routes.Where(r => r.Block.Tensors.Any(t => Slots[t.Source.Name].Mode is SlotMode.Resident or SlotMode.Pinned
             && Slots[t.Source.Name].Location.Kind == WeightLocationKind.Cpu)).Select(r => r.Block.Name).ToList();
         throw new BigModelException(BigModelErrorCode.MemoryBudgetExceeded,
@@ -161,7 +224,7 @@ internal sealed class WeightPlan
             WeightLocationKind.Cuda => SlotMode.Resident,
             WeightLocationKind.Cpu => computeOnCpu ? SlotMode.Resident : SlotMode.Pinned,
             // A table only looked up in is read row by row from its mapping, even where blocks are otherwise copied.
-            _ => (computeOnCpu || gathered) && (options.DiskAccess == DiskAccess.Mapped || gathered) && reader.CanComputeMapped(source)
+            _ => (computeOnCpu || gathered) && (options.DiskAccess is DiskAccess.Mapped or DiskAccess.Auto || gathered) && reader.CanComputeMapped(source)
                 ? SlotMode.Mapped
                 : SlotMode.Streamed,
         };

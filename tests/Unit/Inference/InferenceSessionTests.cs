@@ -93,13 +93,17 @@ public sealed class InferenceSessionTests : IDisposable
         // Mapped disk blocks hold no anonymous memory: the same budget admits an all-disk placement.
         using var disk = InferenceSession.Open(folder, AllDisk, Base with { AvailableHostBytes = weights / 2 });
         Assert.Equal(0, disk.LoadReport.HostResidentBytes);
-        // Copied disk blocks hold a prefetch window of (depth + 1) of the largest block (a layer here), which this budget cannot take.
+        // Copied disk blocks hold a prefetch window: the widest (depth + 1) consecutive blocks (two layers here), read
+        // in page-aligned extents, which a budget one byte smaller cannot take.
         long layer = Checkpoint.Open(folder).Tensors.Where(t => t.Name.StartsWith("model.layers.0.", StringComparison.Ordinal)).Sum(t => t.ByteLength);
         var copied = Base with { DiskAccess = DiskAccess.Copied, PrefetchDepth = 1 };
-        using (var window = InferenceSession.Open(folder, AllDisk, copied with { AvailableHostBytes = 2 * layer }))
-            Assert.Equal(2 * layer, window.LoadReport.PrefetchWindowBytes);
+        long windowBytes;
+        using (var window = InferenceSession.Open(folder, AllDisk, copied with { AvailableHostBytes = 4 * layer }))
+            windowBytes = window.LoadReport.PrefetchWindowBytes;
+        Assert.InRange(windowBytes, 2 * layer, 2 * layer + 4 * 4096);
+        using (InferenceSession.Open(folder, AllDisk, copied with { AvailableHostBytes = windowBytes })) { }
         Assert.Equal(BigModelErrorCode.MemoryBudgetExceeded,
-            Assert.Throws<BigModelException>(() => InferenceSession.Open(folder, AllDisk, copied with { AvailableHostBytes = 2 * layer - 1 })).Code);
+            Assert.Throws<BigModelException>(() => InferenceSession.Open(folder, AllDisk, copied with { AvailableHostBytes = windowBytes - 1 })).Code);
         // A cache too large for what is left is refused too.
         var big = Assert.Throws<BigModelException>(() => disk.Generate([1], new GenerationOptions { MaxNewTokens = 1_000_000 }));
         Assert.Equal(BigModelErrorCode.MemoryBudgetExceeded, big.Code);
@@ -282,6 +286,7 @@ public sealed class InferenceSessionTests : IDisposable
             (null, Base),
             (AllDisk, Base with { DiskAccess = DiskAccess.Copied }),
             (AllDisk, Base with { PrefetchDepth = 1 }),
+            (AllDisk, Base with { DiskAccess = DiskAccess.Direct }),
             (AllDisk, Base with { Prefetch = false, DiskAccess = DiskAccess.Copied, DType = DType.F64 }),
         };
         var expected = cases.Select(c =>

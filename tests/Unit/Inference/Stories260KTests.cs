@@ -50,6 +50,8 @@ public sealed class Stories260KTests
             ("prefetch depth 3, copied", Base with { PrefetchDepth = 3, DiskAccess = DiskAccess.Copied }),
             ("synchronous, mapped", Base with { Prefetch = false }),
             ("synchronous, copied", Base with { Prefetch = false, DiskAccess = DiskAccess.Copied }),
+            ("prefetch, direct", Base with { DiskAccess = DiskAccess.Direct }),
+            ("synchronous, direct", Base with { Prefetch = false, DiskAccess = DiskAccess.Direct }),
         };
         foreach (var placement in new[] { CpuAndDisk, AllDisk })
             foreach (var (name, options) in modes)
