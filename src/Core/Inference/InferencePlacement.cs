@@ -64,7 +64,7 @@ public static class InferencePlacement
         // Streaming from disk every token: spend the same budget on the placement that reads the least per token.
         var blocks = DeviceMapPlanner.Plan(checkpoint, Options(reserve, clean: false));
         if (blocks.Budget is { } budget && budget.TryGet(Device.Cpu, out long cpuBytes)
-            && StreamingPlacement.Improve(blocks, checkpoint, cpuBytes, 1 + PrefetchWindowBlocks) is { } streaming)
+            && StreamingPlacement.Improve(blocks, checkpoint, cpuBytes, 1 + PrefetchWindowBlocks, dtype) is { } streaming)
             return streaming;
         // Offloading: the blocks in flight (the one computing and the prefetched ones) need memory too, in page
         // cache or staging buffers, and under a container limit both count. The planner keeps one largest layer

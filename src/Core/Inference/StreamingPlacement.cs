@@ -25,7 +25,8 @@ internal static class StreamingPlacement
     /// <param name="checkpoint">The model, for the tensors each module holds.</param>
     /// <param name="budget">Host bytes weights and the staging window may take.</param>
     /// <param name="windowBlocks">Blocks in flight at once (the computing one and the prefetched ones).</param>
-    public static DeviceMap? Improve(DeviceMap planned, Checkpoint checkpoint, long budget, int windowBlocks)
+    /// <param name="dtype">Dtype the weights will be computed in (the sizes of the returned map).</param>
+    public static DeviceMap? Improve(DeviceMap planned, Checkpoint checkpoint, long budget, int windowBlocks, DType? dtype = null)
     {
         if (!planned.HasSizes || planned.Entries.Any(e => !e.Device.IsDisk && e.Device != Device.Cpu)) return null;
         var tied = planned.TiedParameters.Where(g => g.Count > 1).SelectMany(g => g).ToHashSet(StringComparer.Ordinal);
@@ -51,7 +52,7 @@ internal static class StreamingPlacement
             - modules.Where(m => m.Lookup && planned[m.Module].IsDisk).Sum(m => m.Bytes);
         if (best is not { } chosen || chosen.Streamed >= plannedStreamed) return null;
         var entries = modules.Select(m => new KeyValuePair<string, Device>(m.Module, chosen.Resident.Contains(m.Module) ? Device.Cpu : Device.Disk));
-        return DeviceMap.FromEntries(entries, "streaming placement").Measure(checkpoint);
+        return DeviceMap.FromEntries(entries, "streaming placement").Measure(checkpoint, dtype);
     }
 
     // A module made only of untied input embedding tables: a token reads one row of it, so on disk it costs nothing.
