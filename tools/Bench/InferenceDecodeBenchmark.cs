@@ -28,6 +28,7 @@ public sealed class InferenceDecodeBenchmark : IBenchmark
             InferenceBenchmark.Measure(folder, new BenchmarkCase("all disk, mapped, prefetch, cold", allDisk, new InferenceOptions { ReleaseDiskPages = true }), tokens, Console.Out),
             InferenceBenchmark.Measure(folder, new BenchmarkCase("all disk, mapped, prefetch, warm", allDisk, new InferenceOptions()), tokens, Console.Out),
             InferenceBenchmark.Measure(folder, new BenchmarkCase("all disk, copied, prefetch depth 2, cold", allDisk, new InferenceOptions { ReleaseDiskPages = true, DiskAccess = DiskAccess.Copied }), tokens, Console.Out),
+            InferenceBenchmark.Measure(folder, new BenchmarkCase("all disk, direct, prefetch depth 2, cold", allDisk, new InferenceOptions { ReleaseDiskPages = true, DiskAccess = DiskAccess.Direct }), tokens, Console.Out),
         };
         var memoryRows = memory.Select(m => string.Create(CultureInfo.InvariantCulture,
             $"| {m.Name} | {Mib(m.PeakRssAnonBytes)} | {Mib(m.PeakRssAnonBytes - runtime.PeakRssAnonBytes)} | {Mib(m.PrefetchWindowBytes)} |"));

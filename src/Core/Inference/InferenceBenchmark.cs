@@ -82,10 +82,12 @@ public static class InferenceBenchmark
             new("half disk, cold, mapped, synchronous", half, cold with { Prefetch = false }),
             new("half disk, cold, copied, prefetch", half, cold with { DiskAccess = DiskAccess.Copied }),
             new("half disk, cold, copied, synchronous (Accelerate's scheme)", half, cold with { Prefetch = false, DiskAccess = DiskAccess.Copied }),
+            new("half disk, cold, direct, prefetch", half, cold with { DiskAccess = DiskAccess.Direct }),
             new("all disk, warm cache, mapped, prefetch", all, o),
             new("all disk, cold, mapped, prefetch (read)", all, cold with { PageIn = PageInMethod.Read }),
             new("all disk, cold, mapped, prefetch (touch)", all, cold with { PageIn = PageInMethod.Touch }),
             new("all disk, cold, copied, prefetch", all, cold with { DiskAccess = DiskAccess.Copied }),
+            new("all disk, cold, direct, prefetch", all, cold with { DiskAccess = DiskAccess.Direct }),
             new("all disk, cold, copied, synchronous (Accelerate's scheme)", all, cold with { Prefetch = false, DiskAccess = DiskAccess.Copied }),
         ];
     }
