@@ -43,8 +43,9 @@ public sealed class PageCacheTests : IDisposable
         // Released after use, only the blocks the prefetcher had brought in for the next step remain.
         Assert.True(Cached(new InferenceOptions { Threads = 1, PrefetchDepth = 1, ReleaseDiskPages = true }) < 0.4);
         Assert.True(Cached(new InferenceOptions { Threads = 1, Prefetch = false, ReleaseDiskPages = true }) < 0.1);
-        // Unbuffered reads leave nothing in the page cache at all.
-        Assert.True(Cached(new InferenceOptions { Threads = 1, DiskAccess = DiskAccess.Direct }) < 0.05);
+        // Unbuffered reads leave nothing in the page cache at all (where the file system offers them).
+        using (var probe = BigModel.IO.UnbufferedFile.TryOpen(checkpoint.Files[0]))
+            if (probe is not null) Assert.True(Cached(new InferenceOptions { Threads = 1, DiskAccess = DiskAccess.Direct }) < 0.05);
         // Not chosen: read past the page cache when the memory granted could not cache the disk blocks anyway, cached when it could.
         long diskBytes = layers.Sum(t => t.ByteLength);
         Assert.True(Cached(new InferenceOptions { Threads = 1, PrefetchDepth = 1, AvailableHostBytes = diskBytes / 2 }) < 0.05);
