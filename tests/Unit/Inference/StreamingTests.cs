@@ -170,5 +170,9 @@ public sealed class StreamingTests : IDisposable
         }
         using var roomy = InferenceSession.Open(folder, allDisk, new InferenceOptions { Threads = 1, AvailableHostBytes = 10 * bytes });
         Assert.Equal(DiskAccess.Mapped, roomy.LoadReport.DiskAccess);
+        // Too little even for the staging ring: mapped pages, released after use, still run.
+        using var starved = InferenceSession.Open(folder, allDisk, new InferenceOptions { Threads = 1, AvailableHostBytes = bytes / 4 });
+        Assert.Equal(DiskAccess.Mapped, starved.LoadReport.DiskAccess);
+        Assert.Equal(expected, starved.Generate([1, 2], generation).GeneratedIds);
     }
 }
