@@ -17,9 +17,7 @@ public sealed class SparseFixtureTests : IDisposable
     public void Bert_base_cased_shaped_checkpoint_has_the_published_size_and_costs_no_disk()
     {
         var path = _dir.Combine("bert-base-cased");
-        var clock = Stopwatch.StartNew();
         SparseFixture.Generate(TestFixtures.Config("bert-base-cased"), path);
-        clock.Stop();
 
         var checkpoint = Checkpoint.Open(path);
         Assert.Same(ArchitectureCatalog.Bert, checkpoint.Architecture);
@@ -29,7 +27,6 @@ public sealed class SparseFixtureTests : IDisposable
         Assert.Equal([DType.F32], checkpoint.DTypes);
         Assert.Equal(90_660_864, checkpoint.Tensors.Where(t => t.Name.StartsWith("embeddings.")).Sum(t => t.ByteLength));
         Assert.Equal(File.ReadAllBytes(TestFixtures.Config("bert-base-cased")), File.ReadAllBytes(Path.Combine(path, "config.json")));
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"took {clock.Elapsed}");
 
         var file = Path.Combine(path, "model.safetensors");
         Assert.True(new FileInfo(file).Length > 433_241_088);
