@@ -55,7 +55,8 @@ internal sealed class StagingRing : IDisposable
     {
         length = UnbufferedFile.AlignUp(Math.Max(length, 1));
         if (length > Capacity)
-            throw new InvalidOperationException($"a region of {length} bytes cannot fit a staging ring of {Capacity} bytes.");
+            throw new Errors.BigModelException(Errors.BigModelErrorCode.InferenceFailed,
+                $"a block needs {length} bytes of staging but the ring holds {Capacity} (the plan sized it wrongly).");
         lock (_gate)
         {
             while (true)

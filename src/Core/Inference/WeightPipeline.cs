@@ -287,6 +287,9 @@ internal sealed class WeightPipeline : IDisposable
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_files.TryGetValue(file, out var handle)) return (handle, _unbuffered.Contains(file));
+            // The same checks as every other read: an existing regular file, never a pipe or device.
+            if (_options.DiskAccess == DiskAccess.Direct)
+                IO.ReadableFile.RequireRegular(file, "the weight file");
             if (_options.DiskAccess == DiskAccess.Direct && IO.UnbufferedFile.TryOpen(file) is SafeFileHandle direct)
             {
                 _unbuffered.Add(file);

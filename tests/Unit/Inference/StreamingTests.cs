@@ -35,7 +35,7 @@ public sealed class StreamingTests : IDisposable
         b.Dispose();
         Assert.True(taker.Join(5000));
         Assert.Equal(4 * 4096, late!.Start);
-        Assert.Throws<InvalidOperationException>(() => ring.Take(11 * 4096, default));
+        Assert.Equal(BigModel.Errors.BigModelErrorCode.InferenceFailed, Assert.Throws<BigModel.Errors.BigModelException>(() => ring.Take(11 * 4096, default)).Code);
         using var cancel = new CancellationTokenSource(100);
         Assert.ThrowsAny<OperationCanceledException>(() => ring.Take(6 * 4096, cancel.Token));
     }
