@@ -69,22 +69,9 @@ public static class InferencePlacement
         // Offloading: the blocks in flight (the one computing and the prefetched ones) need memory too, in page
         // cache or staging buffers, and under a container limit both count. The planner keeps one largest layer
         // back; keep the rest of the widest prefetch window back as well, so the resident part never crowds it out.
-        long extra = WidestWindow(planned) - largest;
+        var disk = planned.Entries.Where(e => e.Device.IsDisk).Select(e => e.Bytes ?? 0).ToList();
+        long extra = WeightPlan.WidestRun(disk, 1 + PrefetchWindowBlocks) - largest;
         return extra > 0 ? DeviceMapPlanner.Plan(checkpoint, Options(reserve + extra)) : planned;
-    }
-
-    /// <summary>The most bytes that consecutive disk blocks (the computing one and the prefetched ones, cyclically) hold at once.</summary>
-    private static long WidestWindow(DeviceMap map)
-    {
-        var disk = map.Entries.Where(e => e.Device.IsDisk).Select(e => e.Bytes ?? 0).ToList();
-        long widest = 0;
-        for (int i = 0; i < disk.Count; i++)
-        {
-            long sum = 0;
-            for (int k = 0; k <= Math.Min(PrefetchWindowBlocks, disk.Count - 1); k++) sum += disk[(i + k) % disk.Count];
-            widest = Math.Max(widest, sum);
-        }
-        return widest;
     }
 
     /// <summary>KV cache and activations for one sequence of <paramref name="contextTokens"/>, plus the runtime's baseline.</summary>

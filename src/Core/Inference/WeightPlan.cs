@@ -59,17 +59,17 @@ internal sealed class WeightPlan
         StreamedBytes = slots.Values.Where(s => s.Mode == SlotMode.Streamed).Sum(s => s.TargetBytes);
         DiskBytesPerToken = routes.SelectMany(r => r.Block.Tensors.Where(t => !t.Gathered).Select(t => slots[t.Source.Name]))
             .Where(s => s.Mode is SlotMode.Streamed or SlotMode.Mapped).Distinct().Sum(s => s.Source.ByteLength);
-        WindowBytes = Widest(routes, window, r => r.TransientHostBytes);
-        StagingBytes = Widest(routes, window, r => r.Reads?.RegionBytes ?? 0);
+        var cycle = routes.Where(r => r.NeedsWork).ToList();
+        WindowBytes = WidestRun(cycle.Select(r => r.TransientHostBytes).ToList(), window);
+        StagingBytes = WidestRun(cycle.Select(r => r.Reads?.RegionBytes ?? 0).ToList(), window);
     }
 
     /// <summary>
-    /// The most <paramref name="bytes"/> that <paramref name="window"/> consecutive blocks needing work per use hold
-    /// together, in the cyclic order a forward pass and the prefetcher visit them.
+    /// The most bytes <paramref name="window"/> consecutive entries of <paramref name="cycle"/> hold together, counting
+    /// cyclically: blocks visited in the same order on every forward pass, as the prefetcher walks them.
     /// </summary>
-    private static long Widest(IReadOnlyList<BlockRoute> routes, int window, Func<BlockRoute, long> bytes)
+    internal static long WidestRun(IReadOnlyList<long> cycle, int window)
     {
-        var cycle = routes.Where(r => r.NeedsWork).Select(bytes).ToList();
         long widest = 0;
         for (int i = 0; i < cycle.Count; i++)
         {
