@@ -67,7 +67,8 @@ internal sealed class MappedWeightFiles : IDisposable
         Inference.PageIn.Run(method, address, length, method == PageInMethod.Read ? Handle(tensor.File) : null, tensor.DataOffset);
     }
 
-    private Microsoft.Win32.SafeHandles.SafeFileHandle Handle(string file)
+    /// <summary>A read handle on <paramref name="file"/>, opened once and kept until disposal.</summary>
+    public Microsoft.Win32.SafeHandles.SafeFileHandle Handle(string file)
     {
         lock (_gate)
         {

@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.ExceptionServices;
-using BigModel.Checkpoints;
 using BigModel.Errors;
 using Microsoft.Win32.SafeHandles;
 using TorchSharp;
@@ -24,8 +23,7 @@ internal sealed class WeightPipeline : IDisposable
     private readonly Dictionary<int, int> _cyclePosition = new();
     private readonly Dictionary<string, CudaCopyStream> _copiers = new(StringComparer.Ordinal);
     private readonly StagingRing? _ring;
-    private readonly Dictionary<string, SafeFileHandle> _files = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _unbuffered = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, SafeFileHandle?> _unbuffered = new(StringComparer.Ordinal); // null: the file system offers none
     private Prefetcher? _prefetcher;
     private bool _disposed;
 
@@ -280,25 +278,27 @@ internal sealed class WeightPipeline : IDisposable
         }
     }
 
-    /// <summary>A read handle per weight file, kept for the session: unbuffered with <see cref="DiskAccess.Direct"/> where possible.</summary>
+    /// <summary>
+    /// The read handle for <paramref name="file"/>: with <see cref="DiskAccess.Direct"/> an unbuffered one where the
+    /// file system offers it (opened once per session), otherwise the reader's own cached handle.
+    /// </summary>
     private (SafeFileHandle Handle, bool Unbuffered) FileFor(string file)
     {
-        lock (_files)
+        if (_options.DiskAccess == DiskAccess.Direct)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            if (_files.TryGetValue(file, out var handle)) return (handle, _unbuffered.Contains(file));
-            // The same checks as every other read: an existing regular file, never a pipe or device.
-            if (_options.DiskAccess == DiskAccess.Direct)
-                IO.ReadableFile.RequireRegular(file, "the weight file");
-            if (_options.DiskAccess == DiskAccess.Direct && IO.UnbufferedFile.TryOpen(file) is SafeFileHandle direct)
+            lock (_unbuffered)
             {
-                _unbuffered.Add(file);
-                _files[file] = direct;
-                return (direct, true);
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                if (!_unbuffered.TryGetValue(file, out var direct))
+                {
+                    // The same checks as every other read: an existing regular file, never a pipe or device.
+                    IO.ReadableFile.RequireRegular(file, "the weight file");
+                    _unbuffered[file] = direct = IO.UnbufferedFile.TryOpen(file);
+                }
+                if (direct is not null) return (direct, true);
             }
-            _files[file] = handle = TensorData.Open(file);
-            return (handle, false);
         }
+        return (_reader.Maps.Handle(file), false);
     }
 
     private void AdviseNext(BlockRoute route)
@@ -349,10 +349,10 @@ internal sealed class WeightPipeline : IDisposable
             _copiers.Clear();
         }
         _ring?.Dispose();
-        lock (_files)
+        lock (_unbuffered)
         {
-            foreach (var handle in _files.Values) handle.Dispose();
-            _files.Clear();
+            foreach (var handle in _unbuffered.Values) handle?.Dispose();
+            _unbuffered.Clear();
         }
     }
 
