@@ -1,5 +1,4 @@
 using BigModel.Checkpoints;
-using BigModel.Errors;
 using BigModel.IO;
 using Microsoft.Win32.SafeHandles;
 
@@ -15,9 +14,6 @@ internal sealed class BlockReads
 {
     /// <summary>Weights closer than this in the file are read in one extent, gap included.</summary>
     private const long JoinGap = 1 << 20;
-
-    /// <summary>Largest single read: the kernel splits it into many requests, and a span's length is an int.</summary>
-    private const int ReadChunk = 64 << 20;
 
     private BlockReads(IReadOnlyList<Extent> extents, IReadOnlyList<Placed> weights, long regionBytes)
     {
@@ -79,25 +75,6 @@ internal sealed class BlockReads
     /// Reads <paramref name="extent"/> to <paramref name="destination"/> (aligned, as unbuffered handles require).
     /// A read may end short only at the end of the file, past the bytes the weights need.
     /// </summary>
-    public static unsafe void Read(SafeFileHandle handle, Extent extent, IntPtr destination)
-    {
-        long done = 0;
-        while (done < extent.Needed)
-        {
-            int want = (int)Math.Min(ReadChunk, extent.Length - done);
-            int n;
-            try
-            {
-                n = RandomAccess.Read(handle, new Span<byte>((byte*)destination + done, want), extent.FileOffset + done);
-            }
-            catch (IOException e)
-            {
-                throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, extent.File, extent.FileOffset + done, inner: e);
-            }
-            if (n == 0)
-                throw new BigModelException(BigModelErrorCode.IoFailure,
-                    "the file ended before the weights' data (was it truncated after opening?).", extent.File, extent.FileOffset + done);
-            done += n;
-        }
-    }
+    public static unsafe void Read(SafeFileHandle handle, Extent extent, IntPtr destination) =>
+        WeightReader.ReadAtLeast(handle, (byte*)destination, extent.Needed, extent.Length, extent.FileOffset, extent.File, null);
 }

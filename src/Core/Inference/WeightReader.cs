@@ -70,7 +70,7 @@ internal sealed class WeightReader : IDisposable
         if (tensor.IsContiguous)
         {
             using var handle = TensorData.Open(tensor.File);
-            ReadExactly(handle, target, tensor.ByteLength, tensor.DataOffset, tensor);
+            ReadAtLeast(handle, target, tensor.ByteLength, tensor.ByteLength, tensor.DataOffset, tensor.File, tensor.Name);
             if (dropFromCache) PageIn.DropFromCache(handle, tensor.DataOffset, tensor.ByteLength);
             return;
         }
@@ -106,14 +106,19 @@ internal sealed class WeightReader : IDisposable
         }
     }
 
-    /// <summary>Reads <paramref name="length"/> bytes at <paramref name="offset"/> into native memory, in reads of at most 64 MiB.</summary>
-    internal static unsafe void ReadExactly(Microsoft.Win32.SafeHandles.SafeFileHandle handle, byte* destination, long length, long offset, TensorInfo tensor)
+    /// <summary>
+    /// Reads at least <paramref name="needed"/> and at most <paramref name="room"/> bytes at <paramref name="offset"/>
+    /// into native memory, in reads of at most 64 MiB: unbuffered reads ask for whole aligned blocks, which may run
+    /// past the end of the file. Ending before <paramref name="needed"/> bytes is an I/O error naming the file.
+    /// </summary>
+    internal static unsafe void ReadAtLeast(Microsoft.Win32.SafeHandles.SafeFileHandle handle, byte* destination, long needed, long room, long offset,
+        string file, string? tensor)
     {
         const int Chunk = 64 << 20;
         long done = 0;
-        while (done < length)
+        while (done < needed)
         {
-            int want = (int)Math.Min(Chunk, length - done);
+            int want = (int)Math.Min(Chunk, room - done);
             int n;
             try
             {
@@ -121,10 +126,10 @@ internal sealed class WeightReader : IDisposable
             }
             catch (IOException e)
             {
-                throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, tensor.File, offset + done, tensor.Name, e);
+                throw new BigModelException(BigModelErrorCode.IoFailure, e.Message, file, offset + done, tensor, e);
             }
             if (n == 0)
-                throw new BigModelException(BigModelErrorCode.IoFailure, "the file ended before the tensor's data (was it truncated after opening?).", tensor.File, offset + done, tensor.Name);
+                throw new BigModelException(BigModelErrorCode.IoFailure, "the file ended before the tensor's data (was it truncated after opening?).", file, offset + done, tensor);
             done += n;
         }
     }
