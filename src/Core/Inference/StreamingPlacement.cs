@@ -29,8 +29,8 @@ internal static class StreamingPlacement
     public static DeviceMap? Improve(DeviceMap planned, Checkpoint checkpoint, long budget, int windowBlocks, DType? dtype = null)
     {
         if (!planned.HasSizes || planned.Entries.Any(e => !e.Device.IsDisk && e.Device != Device.Cpu)) return null;
-        var tied = planned.TiedParameters.Where(g => g.Count > 1).SelectMany(g => g).ToHashSet(StringComparer.Ordinal);
-        var modules = planned.Entries.Select(e => (e.Module, Bytes: e.Bytes!.Value, Lookup: IsLookupOnly(e.Module, checkpoint, tied))).ToList();
+        var lookups = LookupOnlyModules(planned, checkpoint);
+        var modules = planned.Entries.Select(e => (e.Module, Bytes: e.Bytes!.Value, Lookup: lookups.Contains(e.Module))).ToList();
         var dense = modules.Where(m => !m.Lookup).ToList();
 
         (long Streamed, HashSet<string> Resident)? best = null;
@@ -55,13 +55,23 @@ internal static class StreamingPlacement
         return DeviceMap.FromEntries(entries, "streaming placement").Measure(checkpoint, dtype);
     }
 
-    // A module made only of untied input embedding tables: a token reads one row of it, so on disk it costs nothing.
-    // A decoder's table is untied only when the checkpoint has a head of its own (else the head multiplies by it).
-    private static bool IsLookupOnly(string module, Checkpoint checkpoint, HashSet<string> tied)
+    /// <summary>
+    /// The map's modules made only of untied input embedding tables: a token reads one row of each, so on disk they
+    /// cost nothing. A decoder's table is untied only when the checkpoint has a head of its own (else the head
+    /// multiplies by it). Only modules covering such a table are looked at closely: the tables are few.
+    /// </summary>
+    private static HashSet<string> LookupOnlyModules(DeviceMap planned, Checkpoint checkpoint)
     {
-        var tensors = checkpoint.Tensors.Where(t => module.Length == 0 || t.Name == module || t.Name.StartsWith(module + ".", StringComparison.Ordinal)).ToList();
+        var tied = planned.TiedParameters.Where(g => g.Count > 1).SelectMany(g => g).ToHashSet(StringComparer.Ordinal);
         bool ownHead = checkpoint.Find("lm_head.weight") is not null;
-        return tensors.Count > 0 && tensors.All(t => !tied.Contains(t.Name)
-            && InputEmbeddings.Any(e => (t.Name == e || t.Name.EndsWith("." + e, StringComparison.Ordinal)) && (e != "embed_tokens.weight" || ownHead)));
+        var tables = checkpoint.Tensors.Select(t => t.Name)
+            .Where(n => !tied.Contains(n) && InputEmbeddings.Any(e => (n == e || n.EndsWith("." + e, StringComparison.Ordinal)) && (e != "embed_tokens.weight" || ownHead)))
+            .ToHashSet(StringComparer.Ordinal);
+        return planned.Entries.Select(e => e.Module)
+            .Where(m => tables.Any(n => Covers(m, n)) && checkpoint.Tensors.Where(t => Covers(m, t.Name)).All(t => tables.Contains(t.Name)))
+            .ToHashSet(StringComparer.Ordinal);
     }
+
+    private static bool Covers(string module, string tensor) =>
+        module.Length == 0 || tensor == module || tensor.StartsWith(module + ".", StringComparison.Ordinal);
 }
