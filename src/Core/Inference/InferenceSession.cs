@@ -165,28 +165,7 @@ public sealed class InferenceSession : IDisposable
 
             ScalarType? floatType = options.DType is DType d && TorchTypes.TryScalarType(d, out var st) ? st : null;
             reader = new WeightReader(floatType);
-            var plan = WeightPlan.Create(blocks, resolver, execution, reader, options, checkpoint.Path);
-            plan.CheckHostBudget(options.AvailableHostBytes, checkpoint.Path);
-            // Where memory cannot keep the disk-placed weights cached anyway, caching them only makes the kernel
-            // reclaim pages mid-read: read them past the page cache and drop what was mapped after use.
-            bool cannotCache = plan.CannotCacheDiskWeights(options.AvailableHostBytes);
-            var resolved = options with
-            {
-                DiskAccess = options.DiskAccess == DiskAccess.Auto ? (cannotCache ? DiskAccess.Direct : DiskAccess.Mapped) : options.DiskAccess,
-                ReleaseDiskPages = options.ReleaseDiskPages ?? (cannotCache ? true : null),
-            };
-            if (resolved != options)
-            {
-                var replanned = WeightPlan.Create(blocks, resolver, execution, reader, resolved, checkpoint.Path);
-                // Streaming needs its ring in memory; where even that does not fit, mapped pages (released after use) still run.
-                if (resolved.DiskAccess == DiskAccess.Direct && options.DiskAccess == DiskAccess.Auto && !replanned.FitsHostBudget(options.AvailableHostBytes))
-                {
-                    resolved = resolved with { DiskAccess = DiskAccess.Mapped };
-                    replanned = WeightPlan.Create(blocks, resolver, execution, reader, resolved, checkpoint.Path);
-                }
-                (options, plan) = (resolved, replanned);
-                plan.CheckHostBudget(options.AvailableHostBytes, checkpoint.Path);
-            }
+            (options, var plan) = PlanWeights(blocks, resolver, execution, reader, options, checkpoint.Path);
             var settings = ModelFolderSettings.Read(checkpoint.Directory, config);
             tokenizer = LoadTokenizer(checkpoint, options);
 
@@ -207,6 +186,34 @@ public sealed class InferenceSession : IDisposable
             if (e is ExternalException ee) throw TorchFailure(ee);
             throw;
         }
+    }
+
+    /// <summary>
+    /// The weight plan, with <see cref="DiskAccess.Auto"/> and a null <see cref="InferenceOptions.ReleaseDiskPages"/>
+    /// resolved, refused before loading when it exceeds the host budget. Where memory cannot keep the disk-placed
+    /// weights cached anyway, caching them only makes the kernel reclaim pages mid-read: they are read past the page
+    /// cache (or, where even the staging ring does not fit, mapped and released after use).
+    /// </summary>
+    private static (InferenceOptions Options, WeightPlan Plan) PlanWeights(IReadOnlyList<ModelBlock> blocks, PlacementResolver resolver,
+        WeightLocation execution, WeightReader reader, InferenceOptions options, string file)
+    {
+        var plan = WeightPlan.Create(blocks, resolver, execution, reader, options, file);
+        plan.CheckHostBudget(options.AvailableHostBytes, file);
+        bool cannotCache = plan.CannotCacheDiskWeights(options.AvailableHostBytes);
+        var resolved = options with
+        {
+            DiskAccess = options.DiskAccess == DiskAccess.Auto ? (cannotCache ? DiskAccess.Direct : DiskAccess.Mapped) : options.DiskAccess,
+            ReleaseDiskPages = options.ReleaseDiskPages ?? (cannotCache ? true : null),
+        };
+        if (resolved == options) return (options, plan);
+        var replanned = WeightPlan.Create(blocks, resolver, execution, reader, resolved, file);
+        if (resolved.DiskAccess == DiskAccess.Direct && options.DiskAccess == DiskAccess.Auto && !replanned.FitsHostBudget(options.AvailableHostBytes))
+        {
+            resolved = resolved with { DiskAccess = DiskAccess.Mapped };
+            replanned = WeightPlan.Create(blocks, resolver, execution, reader, resolved, file);
+        }
+        replanned.CheckHostBudget(resolved.AvailableHostBytes, file);
+        return (resolved, replanned);
     }
 
     /// <summary>The native decode kernel when it is asked for (or left to choose) and the layers compute on this CPU.</summary>
