@@ -43,9 +43,6 @@ internal sealed class StagingRing : IDisposable
     /// <summary>Bytes the ring holds for regions.</summary>
     public long Capacity { get; }
 
-    /// <summary>Host memory the ring holds (capacity plus alignment slack).</summary>
-    public long Bytes => Capacity + UnbufferedFile.Alignment;
-
     /// <summary>
     /// A region of <paramref name="length"/> bytes, waiting until the regions taken before it have been handed back
     /// far enough for it to fit. Waiting cannot deadlock: every earlier region belongs to a block that runs (and is

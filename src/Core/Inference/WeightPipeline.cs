@@ -45,9 +45,6 @@ internal sealed class WeightPipeline : IDisposable
         return new StagingRing(type, _plan.StagingBytes, pinned);
     }
 
-    /// <summary>Host memory held by the staging ring.</summary>
-    public long StagingBytes => _ring?.Bytes ?? 0;
-
     /// <summary>Time the computation spent waiting for prefetched blocks.</summary>
     public TimeSpan WaitTime { get; private set; }
 
