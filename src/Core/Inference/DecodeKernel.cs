@@ -27,6 +27,13 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
     private const long BlockBytes = 256 << 10;
 
     private readonly object _gate = new();
+    /// <summary>
+    /// float16 weights read once with no infinity or NaN in them: later calls skip the watch for those
+    /// (<see cref="F16FiniteWeights"/>). Keyed by tensor object, not address: a weight's tensor keeps its contents for
+    /// its lifetime (resident copies and mapped views live as long as the session), while staging space that is
+    /// reused for other weights gets new view tensors each time, which are checked afresh.
+    /// </summary>
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<Tensor, object> _finite = new();
     private readonly ILinearKernel _fallback;
     private readonly CoreWorkers _workers;
     private readonly LinearWork _work;
@@ -76,15 +83,44 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             int m = (int)inputRows, n = (int)rows;
             float* x = PrepareInputs(format, (byte*)TorchTypes.DataPointer(source), m, columns);
-            _work.Set(format, _width, (byte*)TorchTypes.DataPointer(weight), columns, n, x, m,
+            bool finite = format == WeightFormat.F16 && _finite.TryGetValue(weight, out _);
+            _work.Set(format, finite, _width, (byte*)TorchTypes.DataPointer(weight), columns, n, x, m,
                 bias is null ? null : (byte*)TorchTypes.DataPointer(bias), (byte*)TorchTypes.DataPointer(output),
                 BlockRowsFor(n, columns * ElementBytes(format), _workers.Count));
             _workers.Run(_work);
+            if (format == WeightFormat.F16 && !finite && !_work.SawSpecial) _finite.TryAdd(weight, Finite);
             KernelCalls++;
             _kernelTicks += Stopwatch.GetTimestamp() - started;
         }
         return output;
     }
+
+    /// <summary>
+    /// <c>y = W·x (+ b)</c> for one float32 input row already in memory, written as float32 to
+    /// <paramref name="y"/>: the entry of <see cref="OneTokenLayer"/>, which keeps a token's activations in its own
+    /// buffers instead of tensors. The weight must be a 2-D contiguous float32 CPU tensor of <paramref name="columns"/>
+    /// columns (and the bias, if any, float32 of its rows); <see cref="AcceptsFloat32"/> says so.
+    /// </summary>
+    internal void Linear(Tensor weight, Tensor? bias, float* x, long columns, float* y)
+    {
+        long started = Stopwatch.GetTimestamp();
+        int rows = (int)weight.size(0);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _work.Set(WeightFormat.F32, false, _width, (byte*)TorchTypes.DataPointer(weight), columns, rows, x, 1,
+                bias is null ? null : (byte*)TorchTypes.DataPointer(bias), (byte*)y, BlockRowsFor(rows, columns * sizeof(float), _workers.Count));
+            _workers.Run(_work);
+            KernelCalls++;
+            _kernelTicks += Stopwatch.GetTimestamp() - started;
+        }
+    }
+
+    /// <summary>Whether <see cref="Linear(Tensor, Tensor?, float*, long, float*)"/> takes this weight (and bias) for inputs of <paramref name="columns"/>.</summary>
+    internal static bool AcceptsFloat32(Tensor weight, Tensor? bias, long columns) =>
+        weight.device_type == DeviceType.CPU && weight.dtype == ScalarType.Float32 && weight.dim() == 2 && weight.size(1) == columns
+        && weight.size(0) is > 0 and <= int.MaxValue && weight.is_contiguous()
+        && (bias is null || (bias.device_type == DeviceType.CPU && bias.dtype == ScalarType.Float32 && bias.dim() == 1 && bias.size(0) == weight.size(0) && bias.is_contiguous()));
 
     /// <summary>The calls the kernel takes: CPU, 2-D contiguous weights of a float type the input shares, few input rows, no autograd.</summary>
     private static bool Accepts(Tensor input, Tensor weight, Tensor? bias, out WeightFormat format, out long rows, out long columns, out long inputRows)
@@ -111,6 +147,8 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
             return false;
         return true;
     }
+
+    private static readonly object Finite = new();
 
     private static int ElementBytes(WeightFormat format) => format == WeightFormat.F32 ? 4 : 2;
 
@@ -161,6 +199,8 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
     {
         private readonly float*[] _scratch;
         private WeightFormat _format;
+        private bool _finite;
+        private int _sawSpecial;
         private int _width;
         private byte* _weight;
         private long _columns;
@@ -178,9 +218,14 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
             for (int i = 0; i < workers; i++) _scratch[i] = (float*)NativeMemory.AlignedAlloc((nuint)(MaxInputRows * MaxBlockRows * sizeof(float)), 64);
         }
 
-        public void Set(WeightFormat format, int width, byte* weight, long columns, int rows, float* inputs, int inputRows, byte* bias, byte* output, int blockRows)
+        /// <summary>Whether a row of the last call held an infinity or NaN.</summary>
+        public bool SawSpecial => Volatile.Read(ref _sawSpecial) != 0;
+
+        public void Set(WeightFormat format, bool finite, int width, byte* weight, long columns, int rows, float* inputs, int inputRows, byte* bias, byte* output, int blockRows)
         {
             _format = format;
+            _finite = finite;
+            _sawSpecial = 0;
             _width = width;
             _weight = weight;
             _columns = columns;
@@ -202,13 +247,17 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
                 int from = Interlocked.Add(ref _next, _blockRows) - _blockRows;
                 if (from >= _rows) return;
                 int to = Math.Min(_rows, from + _blockRows);
+                bool special;
                 if (direct)
                 {
-                    MatVec.Rows(_format, _width, _weight, _columns, from, to, _inputs, _columns, _inputRows, (float*)_output + from, _rows);
-                    continue;
+                    special = MatVec.Rows(_format, _finite, _width, _weight, _columns, from, to, _inputs, _columns, _inputRows, (float*)_output + from, _rows);
                 }
-                MatVec.Rows(_format, _width, _weight, _columns, from, to, _inputs, _columns, _inputRows, scratch, _blockRows);
-                Store(scratch, from, to);
+                else
+                {
+                    special = MatVec.Rows(_format, _finite, _width, _weight, _columns, from, to, _inputs, _columns, _inputRows, scratch, _blockRows);
+                    Store(scratch, from, to);
+                }
+                if (special) Volatile.Write(ref _sawSpecial, 1);
             }
         }
 

@@ -166,24 +166,17 @@ internal readonly unsafe struct F16Weights : IWeightFormat
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Load8(byte* p, ref Vector256<int> special)
     {
-        Vector256<int> wide = Avx2.IsSupported
-            ? Avx2.ConvertToVector256Int32((short*)p)
-            : Vector256.WidenLower(Vector128.Load((short*)p).ToVector256Unsafe());
-        var shifted = Vector256.ShiftLeft(wide, 13);
+        var shifted = Shifted8(p);
         special = Vector256.Max(special, shifted & Vector256.Create(Magnitude));
-        return (shifted & Vector256.Create(SignAndBits)).AsSingle();
+        return Scaled(shifted);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Load16(byte* p, ref Vector512<int> special)
     {
-        var half = Vector256.Load((short*)p);
-        Vector512<int> wide = Avx512F.IsSupported
-            ? Avx512F.ConvertToVector512Int32(half)
-            : Vector512.Create(Vector256.WidenLower(half), Vector256.WidenUpper(half));
-        var shifted = Vector512.ShiftLeft(wide, 13);
+        var shifted = Shifted16(p);
         special = Vector512.Max(special, shifted & Vector512.Create(Magnitude));
-        return (shifted & Vector512.Create(SignAndBits)).AsSingle();
+        return Scaled(shifted);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -193,6 +186,37 @@ internal readonly unsafe struct F16Weights : IWeightFormat
         special = Math.Max(special, shifted & Magnitude);
         return BitConverter.Int32BitsToSingle(shifted & SignAndBits);
     }
+
+    /// <summary>8 halves sign-extended to 32 bits and shifted left by 13.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<int> Shifted8(byte* p)
+    {
+        Vector256<int> wide = Avx2.IsSupported
+            ? Avx2.ConvertToVector256Int32((short*)p)
+            : Vector256.WidenLower(Vector128.Load((short*)p).ToVector256Unsafe());
+        return Vector256.ShiftLeft(wide, 13);
+    }
+
+    /// <summary>16 halves sign-extended to 32 bits and shifted left by 13.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<int> Shifted16(byte* p)
+    {
+        var half = Vector256.Load((short*)p);
+        Vector512<int> wide = Avx512F.IsSupported
+            ? Avx512F.ConvertToVector512Int32(half)
+            : Vector512.Create(Vector256.WidenLower(half), Vector256.WidenUpper(half));
+        return Vector512.ShiftLeft(wide, 13);
+    }
+
+    /// <summary>The shifted halves masked to sign and exponent·mantissa: the weights in the scaled domain.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> Scaled(Vector256<int> shifted) => (shifted & Vector256.Create(SignAndBits)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> Scaled(Vector512<int> shifted) => (shifted & Vector512.Create(SignAndBits)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float Scaled(short half) => BitConverter.Int32BitsToSingle((half << 13) & SignAndBits);
 
     public static float Exact(byte* p) => (float)BitConverter.UInt16BitsToHalf(*(ushort*)p);
 
@@ -208,11 +232,17 @@ internal readonly unsafe struct F16Weights : IWeightFormat
     public static void Load16Interleaved(byte* p, out Vector256<float> low, out Vector256<float> high, ref Vector256<ushort> special)
     {
         var raw = Vector256.Load((short*)p);
+        Unpack(raw, out low, out high);
+        special = Vector256.Max(special, Vector256.ShiftLeft(raw, 1).AsUInt16());
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Unpack(Vector256<short> raw, out Vector256<float> low, out Vector256<float> high)
+    {
         var upper = Vector256.ShiftRightArithmetic(raw, 3) & Vector256.Create(unchecked((short)0x8FFF));
         var lower = Vector256.ShiftLeft(raw, 13);
         low = Avx2.UnpackLow(lower, upper).AsSingle();
         high = Avx2.UnpackHigh(lower, upper).AsSingle();
-        special = Vector256.Max(special, Vector256.ShiftLeft(raw, 1).AsUInt16());
     }
 
     public static bool IsSpecial(Vector256<ushort> special) => Vector256.GreaterThanOrEqualAny(special, Vector256.Create((ushort)0xF800));
@@ -220,4 +250,38 @@ internal readonly unsafe struct F16Weights : IWeightFormat
     public static bool IsSpecial(Vector256<int> special) => Vector256.GreaterThanOrEqualAny(special, Vector256.Create(ExponentAllOnes));
     public static bool IsSpecial(Vector512<int> special) => Vector512.GreaterThanOrEqualAny(special, Vector512.Create(ExponentAllOnes));
     public static bool IsSpecial(int special) => special >= ExponentAllOnes;
+}
+
+/// <summary>
+/// float16 weights the kernel has already read once without meeting an infinity or NaN: widened as
+/// <see cref="F16Weights"/> but without watching for them. That watch costs two of the nine vector operations per
+/// 16 weights, which on a core streaming 16-bit weights is what sets the pace; a weight that stays in memory for
+/// the whole session (resident or mapped) is checked on its first use and trusted after (see <see cref="DecodeKernel"/>).
+/// </summary>
+internal readonly unsafe struct F16FiniteWeights : IWeightFormat
+{
+    public static int ElementBytes => 2;
+    public static float InputScale => F16Weights.InputScale;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Load8(byte* p, ref Vector256<int> special) => F16Weights.Scaled(F16Weights.Shifted8(p));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load16(byte* p, ref Vector512<int> special) => F16Weights.Scaled(F16Weights.Shifted16(p));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float LoadOne(byte* p, ref int special) => F16Weights.Scaled(*(short*)p);
+
+    public static float Exact(byte* p) => F16Weights.Exact(p);
+
+    public static bool Interleaves => true;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Load16Interleaved(byte* p, out Vector256<float> low, out Vector256<float> high, ref Vector256<ushort> special) =>
+        F16Weights.Unpack(Vector256.Load((short*)p), out low, out high);
+
+    public static bool IsSpecial(Vector256<ushort> special) => false;
+    public static bool IsSpecial(Vector256<int> special) => false;
+    public static bool IsSpecial(Vector512<int> special) => false;
+    public static bool IsSpecial(int special) => false;
 }

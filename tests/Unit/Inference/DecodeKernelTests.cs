@@ -113,6 +113,37 @@ public sealed class DecodeKernelTests
             Assert.True(Math.Abs(actual[row] - expected[row]) <= Math.Pow(2, -11) * Math.Abs(expected[row]) + 6e-8, $"row {row}: {actual[row]} vs {expected[row]}");
     }
 
+    [InferenceTheory(Needs.DecodeKernel)]
+    [InlineData(256)]
+    [InlineData(512)]
+    public void Float16_weights_read_once_without_infinities_give_the_same_sums_without_the_watch(int width)
+    {
+        using var kernel = new DecodeKernel(2, width);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var generator = new Generator(77);
+        foreach (var (rows, columns) in Shapes)
+            for (int m = 1; m <= DecodeKernel.MaxInputRows; m += 3)
+            {
+                var w = randn([rows, columns], generator: generator).to(ScalarType.Float16);
+                var x = randn([1, m, columns], generator: generator).to(ScalarType.Float16);
+                var first = kernel.Linear(x, w, null);
+                var second = kernel.Linear(x, w, null);   // the weight is now known finite: the loops without the watch
+                string where = $"{width}-bit, {rows}x{columns}, m={m}";
+                Assert.True(first.data<Half>().ToArray().SequenceEqual(second.data<Half>().ToArray()), where + ": second call differs");
+                AssertClose(F.linear(x.to(ScalarType.Float64), w.to(ScalarType.Float64)), second, ScalarType.Float16, where);
+            }
+
+        // A weight with an infinity is never trusted: every call still finds it.
+        var values = new float[5 * 40];
+        for (int i = 0; i < values.Length; i++) values[i] = 0.01f * (i % 7 - 3);
+        values[2 * 40 + 5] = float.PositiveInfinity;
+        var special = tensor(values, [5, 40]).to(ScalarType.Float16);
+        var input = ones([1, 40]).to(ScalarType.Float16);
+        for (int call = 0; call < 3; call++)
+            Assert.Equal(double.PositiveInfinity, kernel.Linear(input, special, null).to(ScalarType.Float64)[0, 2].item<double>());
+    }
+
     [InferenceFact(Needs.Stories260K, Needs.DecodeKernel)]
     public void Stories260K_greedy_ids_are_the_same_with_the_kernel_as_with_libtorch()
     {
