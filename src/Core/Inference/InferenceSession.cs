@@ -101,6 +101,9 @@ public sealed class InferenceSession : IDisposable
     /// <summary>Linear-layer calls the native kernel computed since the session opened (the others went to libtorch).</summary>
     public long NativeLinearCalls => _kernel?.KernelCalls ?? 0;
 
+    /// <summary>Decoder layers run whole by the native one-token path (<see cref="OneTokenLayer"/>) since the session opened.</summary>
+    public long NativeLayerSteps => _llama?.NativeLayerSteps ?? 0;
+
     /// <summary>Wall time the native kernel spent in those calls (the rest of a step is libtorch and the engine).</summary>
     public TimeSpan NativeLinearTime => _kernel?.KernelTime ?? TimeSpan.Zero;
 

@@ -40,6 +40,25 @@ internal sealed class KvCache : IDisposable
         return (keys.narrow(2, 0, start + t), values.narrow(2, 0, start + t));
     }
 
+    /// <summary>
+    /// The start of <paramref name="layer"/>'s float32 key and value memory on the CPU (<c>[1, kvHeads, Capacity,
+    /// headDim]</c>, allocated on first use), for a caller that writes position <paramref name="position"/> itself.
+    /// </summary>
+    public unsafe void Float32Slots(int layer, int kvHeads, int headDim, int position, out float* keyMemory, out float* valueMemory)
+    {
+        if (position >= Capacity)
+            throw new BigModelException(BigModelErrorCode.InferenceFailed, $"the sequence outgrew its cache ({position + 1} > {Capacity} positions).");
+        var keys = _keys[layer] ??= TorchTypes.Own(empty([1, kvHeads, Capacity, headDim], ScalarType.Float32));
+        var values = _values[layer] ??= TorchTypes.Own(empty([1, kvHeads, Capacity, headDim], ScalarType.Float32));
+        // A prompt's keys went in through Append, shaped by its tensors: the same layout, or this path cannot share it.
+        long[] expected = [1, kvHeads, Capacity, headDim];
+        if (keys.dtype != ScalarType.Float32 || values.dtype != ScalarType.Float32 || keys.device_type != TorchSharp.DeviceType.CPU
+            || !keys.shape.SequenceEqual(expected) || !values.shape.SequenceEqual(expected))
+            throw new BigModelException(BigModelErrorCode.InferenceFailed, $"layer {layer}'s cache is not float32 [{string.Join(", ", expected)}] on the CPU.");
+        keyMemory = (float*)TorchTypes.DataPointer(keys);
+        valueMemory = (float*)TorchTypes.DataPointer(values);
+    }
+
     // Detached from the forward step's dispose scope: the cache outlives each step's temporaries.
     private Tensor Allocate(Tensor like) =>
         TorchTypes.Own(empty([like.shape[0], like.shape[1], Capacity, like.shape[3]], like.dtype, like.device));

@@ -37,7 +37,11 @@ internal sealed class LlamaModel
     private readonly double[] _inverseFrequencies; // rotary: one frequency per pair of head dimensions
     private readonly ILinearKernel _linear;
     private readonly bool _oneTokenOps;            // with the native decode kernel: one-token norms and rotations natively too
+    private readonly OneTokenLayer? _oneTokenLayer; // with the native decode kernel: whole float32 one-token layers natively
     private readonly Dictionary<string, (Tensor Cos, Tensor Sin)> _rotary = new(StringComparer.Ordinal);
+
+    /// <summary>Layers run by <see cref="OneTokenLayer"/> so far.</summary>
+    public long NativeLayerSteps { get; private set; }
 
     /// <summary>The blocks in forward order; see the class summary.</summary>
     public IReadOnlyList<ModelBlock> Blocks { get; }
@@ -67,6 +71,8 @@ internal sealed class LlamaModel
         _inverseFrequencies = RotaryFrequencies(c, HeadDim);
         _linear = linear;
         _oneTokenOps = linear is DecodeKernel;
+        if (linear is DecodeKernel kernel && (c.HiddenAct ?? "silu").ToLowerInvariant() is "silu" or "swish")
+            _oneTokenLayer = new OneTokenLayer(kernel, Hidden, Heads, KvHeads, HeadDim, Intermediate, RmsEps);
         Blocks = PlanBlocks(checkpoint, spec, c);
     }
 
@@ -130,8 +136,16 @@ internal sealed class LlamaModel
     }
 
     /// <summary>One decoder layer: pre-norm attention and pre-norm SwiGLU MLP, each added back to the residual stream.</summary>
-    private Tensor Layer(int layer, BlockWeights w, Tensor x, KvCache cache, int start)
+    private unsafe Tensor Layer(int layer, BlockWeights w, Tensor x, KvCache cache, int start)
     {
+        if (_oneTokenLayer is not null && x.shape is [1, 1, _] && _oneTokenLayer.Accepts(x, w))
+        {
+            var (cos, sin) = RotaryTable(x.device, ScalarType.Float32, start + 1);
+            long offset = (long)start * HeadDim;
+            NativeLayerSteps++;
+            return _oneTokenLayer.Run(layer, w, x, cache, start, (float*)TorchTypes.DataPointer(cos) + offset,
+                (float*)TorchTypes.DataPointer(sin) + offset, _window[layer]);
+        }
         var h = RmsNorm(x, w["input_layernorm.weight"]);
         x = x.Plus(Attention(layer, w, h, cache, start));
         h = RmsNorm(x, w["post_attention_layernorm.weight"]);
@@ -234,8 +248,14 @@ internal sealed class LlamaModel
     /// <summary>cos and sin for positions start..start+t, <c>[t, headDim]</c>, cached per device and grown on demand.</summary>
     private (Tensor Cos, Tensor Sin) Rotary(Device device, ScalarType type, int start, long t)
     {
+        var table = RotaryTable(device, type, start + t);
+        return (table.Cos.narrow(0, start, t), table.Sin.narrow(0, start, t));
+    }
+
+    /// <summary>The whole cached cos and sin tables (<c>[capacity, headDim]</c>, contiguous), holding at least <paramref name="needed"/> positions.</summary>
+    private (Tensor Cos, Tensor Sin) RotaryTable(Device device, ScalarType type, long needed)
+    {
         var key = device + "/" + type;
-        long needed = start + t;
         if (!_rotary.TryGetValue(key, out var table) || table.Cos.shape[0] < needed)
         {
             if (table.Cos is not null) { table.Cos.Dispose(); table.Sin.Dispose(); }
@@ -249,14 +269,15 @@ internal sealed class LlamaModel
             table = (TorchTypes.Own(emb.cos().to(type)), TorchTypes.Own(emb.sin().to(type)));
             _rotary[key] = table;
         }
-        return (table.Cos.narrow(0, start, t), table.Sin.narrow(0, start, t));
+        return table;
     }
 
-    /// <summary>Frees the cached rotary tables.</summary>
+    /// <summary>Frees the cached rotary tables and the one-token layer's buffers: the model runs no more after this.</summary>
     public void ReleaseCaches()
     {
         foreach (var (cos, sin) in _rotary.Values) { cos.Dispose(); sin.Dispose(); }
         _rotary.Clear();
+        _oneTokenLayer?.Dispose();
     }
 
     /// <summary>
