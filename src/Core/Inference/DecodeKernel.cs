@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using TorchSharp;
@@ -96,31 +97,45 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
     }
 
     /// <summary>
-    /// <c>y = W·x (+ b)</c> for one float32 input row already in memory, written as float32 to
-    /// <paramref name="y"/>: the entry of <see cref="OneTokenLayer"/>, which keeps a token's activations in its own
-    /// buffers instead of tensors. The weight must be a 2-D contiguous float32 CPU tensor of <paramref name="columns"/>
-    /// columns (and the bias, if any, float32 of its rows); <see cref="AcceptsFloat32"/> says so.
+    /// <c>y = W·x (+ b)</c> for one input row held as float32 in memory, written as float32 to <paramref name="y"/>
+    /// without rounding to the weight's type: the entry of <see cref="OneTokenLayer"/>, which keeps a token's
+    /// activations in its own buffers instead of tensors. The weight must be a 2-D contiguous F32, F16 or BF16 CPU
+    /// tensor of <paramref name="columns"/> columns (the bias, if any, of its type and rows); <see cref="AcceptsWeight"/>
+    /// says so. For 16-bit weights the inputs should already be values of that type, as a tensor would hold them.
     /// </summary>
     internal void Linear(Tensor weight, Tensor? bias, float* x, long columns, float* y)
     {
         long started = Stopwatch.GetTimestamp();
+        var format = FormatOf(weight.dtype) ?? throw new ArgumentException($"the kernel does not take {weight.dtype} weights.", nameof(weight));
         int rows = (int)weight.size(0);
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            _work.Set(WeightFormat.F32, false, _width, (byte*)TorchTypes.DataPointer(weight), columns, rows, x, 1,
-                bias is null ? null : (byte*)TorchTypes.DataPointer(bias), (byte*)y, BlockRowsFor(rows, columns * sizeof(float), _workers.Count));
+            float* inputs = format == WeightFormat.F32 ? x : PrepareInputs(format, x, columns);
+            bool finite = format == WeightFormat.F16 && _finite.TryGetValue(weight, out _);
+            _work.Set(format, finite, _width, (byte*)TorchTypes.DataPointer(weight), columns, rows, inputs, 1,
+                bias is null ? null : (byte*)TorchTypes.DataPointer(bias), (byte*)y, BlockRowsFor(rows, columns * ElementBytes(format), _workers.Count),
+                floatOutput: true);
             _workers.Run(_work);
+            if (format == WeightFormat.F16 && !finite && !_work.SawSpecial) _finite.TryAdd(weight, Finite);
             KernelCalls++;
             _kernelTicks += Stopwatch.GetTimestamp() - started;
         }
     }
 
     /// <summary>Whether <see cref="Linear(Tensor, Tensor?, float*, long, float*)"/> takes this weight (and bias) for inputs of <paramref name="columns"/>.</summary>
-    internal static bool AcceptsFloat32(Tensor weight, Tensor? bias, long columns) =>
-        weight.device_type == DeviceType.CPU && weight.dtype == ScalarType.Float32 && weight.dim() == 2 && weight.size(1) == columns
+    internal static bool AcceptsWeight(Tensor weight, Tensor? bias, long columns, ScalarType type) =>
+        weight.device_type == DeviceType.CPU && weight.dtype == type && FormatOf(type) is not null && weight.dim() == 2 && weight.size(1) == columns
         && weight.size(0) is > 0 and <= int.MaxValue && weight.is_contiguous()
-        && (bias is null || (bias.device_type == DeviceType.CPU && bias.dtype == ScalarType.Float32 && bias.dim() == 1 && bias.size(0) == weight.size(0) && bias.is_contiguous()));
+        && (bias is null || (bias.device_type == DeviceType.CPU && bias.dtype == type && bias.dim() == 1 && bias.size(0) == weight.size(0) && bias.is_contiguous()));
+
+    private static WeightFormat? FormatOf(ScalarType type) => type switch
+    {
+        ScalarType.Float32 => WeightFormat.F32,
+        ScalarType.Float16 => WeightFormat.F16,
+        ScalarType.BFloat16 => WeightFormat.BF16,
+        _ => null,
+    };
 
     /// <summary>The calls the kernel takes: CPU, 2-D contiguous weights of a float type the input shares, few input rows, no autograd.</summary>
     private static bool Accepts(Tensor input, Tensor weight, Tensor? bias, out WeightFormat format, out long rows, out long columns, out long inputRows)
@@ -129,14 +144,8 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
         rows = columns = inputRows = 0;
         if (weight.device_type != DeviceType.CPU || input.device_type != DeviceType.CPU || weight.dim() != 2) return false;
         var type = weight.dtype;
-        if (input.dtype != type) return false;
-        switch (type)
-        {
-            case ScalarType.Float32: format = WeightFormat.F32; break;
-            case ScalarType.Float16: format = WeightFormat.F16; break;
-            case ScalarType.BFloat16: format = WeightFormat.BF16; break;
-            default: return false;
-        }
+        if (input.dtype != type || FormatOf(type) is not WeightFormat known) return false;
+        format = known;
         rows = weight.size(0);
         columns = weight.size(1);
         if (rows <= 0 || columns <= 0 || rows > int.MaxValue || input.dim() < 1 || input.size(-1) != columns) return false;
@@ -169,16 +178,32 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
     {
         if (format == WeightFormat.F32) return (float*)source;
         long needed = m * columns;
-        if (needed > _inputCapacity)
-        {
-            NativeMemory.AlignedFree(_inputs);
-            _inputs = (float*)NativeMemory.AlignedAlloc((nuint)(needed * sizeof(float)), 64);
-            _inputCapacity = needed;
-        }
+        EnsureInputCapacity(needed);
         if (format == WeightFormat.BF16) InputConversion.BF16ToSingle((ushort*)source, _inputs, needed);
         else InputConversion.HalfToScaledSingle((ushort*)source, _inputs, needed, MatVec.InputScale(format));
         if (MatVec.InterleavesInputs(format, _width)) InputConversion.Interleave(_inputs, m, columns);
         return _inputs;
+    }
+
+    /// <summary>float32 inputs as the loops for 16-bit <paramref name="format"/> read them (scaled, interleaved).</summary>
+    private float* PrepareInputs(WeightFormat format, float* source, long columns)
+    {
+        EnsureInputCapacity(columns);
+        float scale = MatVec.InputScale(format);
+        long i = 0;
+        var factor = Vector256.Create(scale);
+        for (; i + 8 <= columns; i += 8) (Vector256.Load(source + i) * factor).Store(_inputs + i);
+        for (; i < columns; i++) _inputs[i] = source[i] * scale;
+        if (MatVec.InterleavesInputs(format, _width)) InputConversion.Interleave(_inputs, 1, columns);
+        return _inputs;
+    }
+
+    private void EnsureInputCapacity(long needed)
+    {
+        if (needed <= _inputCapacity) return;
+        NativeMemory.AlignedFree(_inputs);
+        _inputs = (float*)NativeMemory.AlignedAlloc((nuint)(needed * sizeof(float)), 64);
+        _inputCapacity = needed;
     }
 
     public void Dispose()
@@ -200,6 +225,7 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
         private readonly float*[] _scratch;
         private WeightFormat _format;
         private bool _finite;
+        private bool _floatOutput;
         private int _sawSpecial;
         private int _width;
         private byte* _weight;
@@ -221,10 +247,12 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
         /// <summary>Whether a row of the last call held an infinity or NaN.</summary>
         public bool SawSpecial => Volatile.Read(ref _sawSpecial) != 0;
 
-        public void Set(WeightFormat format, bool finite, int width, byte* weight, long columns, int rows, float* inputs, int inputRows, byte* bias, byte* output, int blockRows)
+        // floatOutput: write float32 outputs whatever the weights' type (else outputs take the weights' type).
+        public void Set(WeightFormat format, bool finite, int width, byte* weight, long columns, int rows, float* inputs, int inputRows, byte* bias, byte* output, int blockRows, bool floatOutput = false)
         {
             _format = format;
             _finite = finite;
+            _floatOutput = floatOutput || format == WeightFormat.F32;
             _sawSpecial = 0;
             _width = width;
             _weight = weight;
@@ -241,7 +269,7 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
         public void Execute(int worker)
         {
             float* scratch = _scratch[worker];
-            bool direct = _format == WeightFormat.F32 && _bias is null;
+            bool direct = _floatOutput && _bias is null;
             while (true)
             {
                 int from = Interlocked.Add(ref _next, _blockRows) - _blockRows;
@@ -273,9 +301,13 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
                 {
                     float value = src[i];
                     if (_bias is not null) value += BiasAt(from + i);
+                    if (_floatOutput)
+                    {
+                        ((float*)_output)[at + i] = value;
+                        continue;
+                    }
                     switch (_format)
                     {
-                        case WeightFormat.F32: ((float*)_output)[at + i] = value; break;
                         case WeightFormat.F16: ((Half*)_output)[at + i] = (Half)value; break;
                         default: ((ushort*)_output)[at + i] = InputConversion.SingleToBF16(value); break;
                     }

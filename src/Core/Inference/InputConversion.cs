@@ -64,6 +64,47 @@ internal static unsafe class InputConversion
         }
     }
 
+    /// <summary>
+    /// Rounds each float32 to the nearest float16 value (ties to even, subnormals, overflow to infinity), kept as
+    /// float32: exactly <c>(float)(Half)v</c>, the rounding libtorch applies whenever a half-precision operation
+    /// stores its result. Vectorised with integer arithmetic on the bits, since .NET exposes no conversion
+    /// instruction.
+    /// </summary>
+    public static void RoundToHalf(float* values, long count)
+    {
+        long i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var signMask = Vector256.Create(0x80000000u);
+            var infinity = Vector256.Create(0x7F800000u);
+            var overflow = Vector256.Create(0x477FF000u);       // 65520: from here on, the rounding goes past 65504
+            var smallest = Vector256.Create(0x38800000u);       // 2⁻¹⁴: below it, half steps are 2⁻²⁴ apart
+            var half = Vector256.Create(0.5f);
+            for (; i + 8 <= count; i += 8)
+            {
+                var bits = Vector256.Load((uint*)(values + i));
+                var sign = bits & signMask;
+                var magnitude = bits & ~signMask;
+                // Normal range: round the mantissa to 10 bits, ties to even (a carry moves into the exponent).
+                var normal = (magnitude + Vector256.Create(0xFFFu) + ((magnitude >> 13) & Vector256<uint>.One)) & Vector256.Create(0xFFFFE000u);
+                // Subnormal range: adding 0.5 (whose last bit is worth 2⁻²⁴) lets the hardware round to that step.
+                var tiny = ((magnitude.AsSingle() + half) - half).AsUInt32();
+                var rounded = Vector256.ConditionalSelect(Vector256.LessThan(magnitude, smallest), tiny, normal);
+                rounded = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(magnitude, overflow), infinity, rounded);
+                // Infinities and NaNs pass through unchanged.
+                rounded = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(magnitude, infinity), magnitude, rounded);
+                (rounded | sign).Store((uint*)(values + i));
+            }
+        }
+        for (; i < count; i++) values[i] = (float)(Half)values[i];
+    }
+
+    /// <summary>Rounds each float32 to the nearest bfloat16 value (ties to even), kept as float32; NaN stays NaN.</summary>
+    public static void RoundToBF16(float* values, long count)
+    {
+        for (long i = 0; i < count; i++) values[i] = BitConverter.UInt32BitsToSingle((uint)SingleToBF16(values[i]) << 16);
+    }
+
     /// <summary>float32 → bfloat16, rounding to nearest even; NaN stays a (quiet) NaN.</summary>
     public static ushort SingleToBF16(float value)
     {

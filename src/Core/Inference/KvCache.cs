@@ -41,22 +41,23 @@ internal sealed class KvCache : IDisposable
     }
 
     /// <summary>
-    /// The start of <paramref name="layer"/>'s float32 key and value memory on the CPU (<c>[1, kvHeads, Capacity,
-    /// headDim]</c>, allocated on first use), for a caller that writes position <paramref name="position"/> itself.
+    /// The start of <paramref name="layer"/>'s key and value memory on the CPU, of <paramref name="type"/> and laid
+    /// out <c>[1, kvHeads, Capacity, headDim]</c> (allocated on first use), for a caller that writes position
+    /// <paramref name="position"/> itself.
     /// </summary>
-    public unsafe void Float32Slots(int layer, int kvHeads, int headDim, int position, out float* keyMemory, out float* valueMemory)
+    public unsafe void Slots(int layer, int kvHeads, int headDim, int position, ScalarType type, out byte* keyMemory, out byte* valueMemory)
     {
         if (position >= Capacity)
             throw new BigModelException(BigModelErrorCode.InferenceFailed, $"the sequence outgrew its cache ({position + 1} > {Capacity} positions).");
-        var keys = _keys[layer] ??= TorchTypes.Own(empty([1, kvHeads, Capacity, headDim], ScalarType.Float32));
-        var values = _values[layer] ??= TorchTypes.Own(empty([1, kvHeads, Capacity, headDim], ScalarType.Float32));
+        var keys = _keys[layer] ??= TorchTypes.Own(empty([1, kvHeads, Capacity, headDim], type));
+        var values = _values[layer] ??= TorchTypes.Own(empty([1, kvHeads, Capacity, headDim], type));
         // A prompt's keys went in through Append, shaped by its tensors: the same layout, or this path cannot share it.
         long[] expected = [1, kvHeads, Capacity, headDim];
-        if (keys.dtype != ScalarType.Float32 || values.dtype != ScalarType.Float32 || keys.device_type != TorchSharp.DeviceType.CPU
+        if (keys.dtype != type || values.dtype != type || keys.device_type != TorchSharp.DeviceType.CPU
             || !keys.shape.SequenceEqual(expected) || !values.shape.SequenceEqual(expected))
-            throw new BigModelException(BigModelErrorCode.InferenceFailed, $"layer {layer}'s cache is not float32 [{string.Join(", ", expected)}] on the CPU.");
-        keyMemory = (float*)TorchTypes.DataPointer(keys);
-        valueMemory = (float*)TorchTypes.DataPointer(values);
+            throw new BigModelException(BigModelErrorCode.InferenceFailed, $"layer {layer}'s cache is not {type} [{string.Join(", ", expected)}] on the CPU.");
+        keyMemory = (byte*)TorchTypes.DataPointer(keys);
+        valueMemory = (byte*)TorchTypes.DataPointer(values);
     }
 
     // Detached from the forward step's dispose scope: the cache outlives each step's temporaries.

@@ -37,7 +37,7 @@ internal sealed class LlamaModel
     private readonly double[] _inverseFrequencies; // rotary: one frequency per pair of head dimensions
     private readonly ILinearKernel _linear;
     private readonly bool _oneTokenOps;            // with the native decode kernel: one-token norms and rotations natively too
-    private readonly OneTokenLayer? _oneTokenLayer; // with the native decode kernel: whole float32 one-token layers natively
+    private readonly OneTokenLayer? _oneTokenLayer; // with the native decode kernel: whole one-token layers natively
     private readonly Dictionary<string, (Tensor Cos, Tensor Sin)> _rotary = new(StringComparer.Ordinal);
 
     /// <summary>Layers run by <see cref="OneTokenLayer"/> so far.</summary>
@@ -140,11 +140,12 @@ internal sealed class LlamaModel
     {
         if (_oneTokenLayer is not null && x.shape is [1, 1, _] && _oneTokenLayer.Accepts(x, w))
         {
-            var (cos, sin) = RotaryTable(x.device, ScalarType.Float32, start + 1);
-            long offset = (long)start * HeadDim;
+            // The tables in the token's type, as the tensor path multiplies by them.
+            var (cos, sin) = RotaryTable(x.device, x.dtype, start + 1);
+            long offset = (long)start * HeadDim * cos.element_size();
             NativeLayerSteps++;
-            return _oneTokenLayer.Run(layer, w, x, cache, start, (float*)TorchTypes.DataPointer(cos) + offset,
-                (float*)TorchTypes.DataPointer(sin) + offset, _window[layer]);
+            return _oneTokenLayer.Run(layer, w, x, cache, start, (byte*)TorchTypes.DataPointer(cos) + offset,
+                (byte*)TorchTypes.DataPointer(sin) + offset, _window[layer]);
         }
         var h = RmsNorm(x, w["input_layernorm.weight"]);
         x = x.Plus(Attention(layer, w, h, cache, start));

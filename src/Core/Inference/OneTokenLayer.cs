@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace BigModel.Inference;
 
 /// <summary>
-/// One Llama decoder layer for one float32 token on the CPU, top to bottom over plain buffers:
+/// One Llama decoder layer for one token on the CPU, top to bottom over plain float32 buffers:
 ///
 ///   h = RMSNorm(x) → q, k, v (kernel) → rotate q, k → append k, v to the cache → attention over the cache → o (kernel)
 ///   x += o ; h = RMSNorm(x) → gate, up (kernel) → silu(gate)·up → down (kernel) ; x += down
@@ -14,8 +14,11 @@ namespace BigModel.Inference;
 /// thousand numbers, and done as tensors it is libtorch's per-call cost instead: about 40 operations and their
 /// temporaries per layer, 4–7 ms per token on the 18-layer benchmark model against 50 ms of weight streaming.
 /// Here the token's activations live in buffers this class owns; the only tensor calls left per layer are reading
-/// the weights' addresses and making the output. The arithmetic follows transformers' float32 Llama: the same
-/// norm, the same rotate_half rotation, softmax(q·kᵀ/√d)·v per query head over its shared key/value head.
+/// the weights' addresses and making the output. The arithmetic follows transformers' Llama: the same norm, the
+/// same rotate_half rotation, softmax(q·kᵀ/√d)·v per query head over its shared key/value head. For float16 and
+/// bfloat16 models every value is rounded to the model's type wherever the tensor path stores a tensor of it (after
+/// each projection, product, sum and norm step; attention computes in float32 as it does there), so both paths
+/// compute the same numbers.
 /// </summary>
 internal sealed unsafe class OneTokenLayer : IDisposable
 {
@@ -23,160 +26,250 @@ internal sealed unsafe class OneTokenLayer : IDisposable
     private readonly int _hidden, _heads, _kvHeads, _headDim, _intermediate;
     private readonly float _eps;
     private float* _memory;
-    private readonly float* _h, _q, _k, _v, _attended, _out, _gate, _up;
-    private float* _scores;
-    private int _scoreCapacity;
+    private readonly float* _x, _h, _norm, _q, _k, _v, _attended, _out, _gate, _up, _first, _second, _cos, _sin;
+    private float* _window;          // scores, then (16-bit caches) the window's keys and values as float32
+    private long _windowCapacity;
+    private ScalarType _type;
 
     public OneTokenLayer(DecodeKernel kernel, int hidden, int heads, int kvHeads, int headDim, int intermediate, double eps)
     {
         _kernel = kernel;
         (_hidden, _heads, _kvHeads, _headDim, _intermediate, _eps) = (hidden, heads, kvHeads, headDim, intermediate, (float)eps);
-        long[] sizes = [hidden, heads * headDim, kvHeads * headDim, kvHeads * headDim, heads * headDim, hidden, intermediate, intermediate];
+        int q = heads * headDim, kv = kvHeads * headDim;
+        long[] sizes = [hidden, hidden, hidden, q, kv, kv, q, hidden, intermediate, intermediate, q, q, headDim, headDim];
         _memory = (float*)NativeMemory.AlignedAlloc((nuint)(sizes.Sum() * sizeof(float)), 64);
         float* at = _memory;
         float* Next(long count) { var p = at; at += count; return p; }
-        _h = Next(sizes[0]); _q = Next(sizes[1]); _k = Next(sizes[2]); _v = Next(sizes[3]);
-        _attended = Next(sizes[4]); _out = Next(sizes[5]); _gate = Next(sizes[6]); _up = Next(sizes[7]);
+        _x = Next(hidden); _h = Next(hidden); _norm = Next(hidden); _q = Next(q); _k = Next(kv); _v = Next(kv);
+        _attended = Next(q); _out = Next(hidden); _gate = Next(intermediate); _up = Next(intermediate);
+        _first = Next(q); _second = Next(q); _cos = Next(headDim); _sin = Next(headDim);
     }
 
     /// <summary>
-    /// Whether this path runs the layer: one float32 CPU token, and every weight one the kernel takes (float32 on the
-    /// CPU; a block streamed in another type, or to another device, goes the tensor way).
+    /// Whether this path runs the layer: one float32, float16 or bfloat16 CPU token, and every weight one the kernel
+    /// takes in that type (a block streamed in another type, or to another device, goes the tensor way).
     /// </summary>
     public bool Accepts(Tensor x, BlockWeights w)
     {
-        if (x.device_type != TorchSharp.DeviceType.CPU || x.dtype != ScalarType.Float32 || x.numel() != _hidden || !x.is_contiguous()) return false;
+        var type = x.dtype;
+        if (type is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16)) return false;
+        if (x.device_type != TorchSharp.DeviceType.CPU || x.numel() != _hidden || !x.is_contiguous()) return false;
         foreach (var norm in new[] { "input_layernorm.weight", "post_attention_layernorm.weight" })
         {
             var t = w[norm];
-            if (t.device_type != TorchSharp.DeviceType.CPU || t.dtype != ScalarType.Float32 || t.numel() != _hidden || !t.is_contiguous()) return false;
+            if (t.device_type != TorchSharp.DeviceType.CPU || t.dtype != type || t.numel() != _hidden || !t.is_contiguous()) return false;
         }
-        return Takes(w, "self_attn.q_proj", _hidden) && Takes(w, "self_attn.k_proj", _hidden) && Takes(w, "self_attn.v_proj", _hidden)
-            && Takes(w, "self_attn.o_proj", _heads * _headDim) && Takes(w, "mlp.gate_proj", _hidden) && Takes(w, "mlp.up_proj", _hidden)
-            && Takes(w, "mlp.down_proj", _intermediate);
+        return Takes(w, "self_attn.q_proj", _hidden, type) && Takes(w, "self_attn.k_proj", _hidden, type) && Takes(w, "self_attn.v_proj", _hidden, type)
+            && Takes(w, "self_attn.o_proj", _heads * _headDim, type) && Takes(w, "mlp.gate_proj", _hidden, type) && Takes(w, "mlp.up_proj", _hidden, type)
+            && Takes(w, "mlp.down_proj", _intermediate, type);
     }
 
-    private static bool Takes(BlockWeights w, string name, long columns) =>
-        DecodeKernel.AcceptsFloat32(w[name + ".weight"], w.Optional(name + ".bias"), columns);
+    private static bool Takes(BlockWeights w, string name, long columns, ScalarType type) =>
+        DecodeKernel.AcceptsWeight(w[name + ".weight"], w.Optional(name + ".bias"), columns, type);
 
     /// <summary>
     /// Runs the layer for the token <paramref name="x"/> (<c>[1, 1, hidden]</c>) at <paramref name="position"/>,
-    /// storing its key and value in <paramref name="cache"/>; returns the new hidden state (a new tensor).
+    /// storing its key and value in <paramref name="cache"/>; returns the new hidden state (a new tensor of x's type).
     /// </summary>
     /// <param name="layer">The layer's index (its cache slot).</param>
     /// <param name="w">The layer's weights (<see cref="Accepts"/> said yes to them).</param>
     /// <param name="x">The token's hidden state.</param>
     /// <param name="cache">The sequence's key/value cache.</param>
     /// <param name="position">The token's position.</param>
-    /// <param name="cos">cos of the position's rotary angles (headDim floats).</param>
-    /// <param name="sin">sin of the position's rotary angles.</param>
+    /// <param name="cos">cos of the position's rotary angles (headDim values of x's type).</param>
+    /// <param name="sin">sin of the position's rotary angles (headDim values of x's type).</param>
     /// <param name="window">Latest positions each query sees (sliding window), or null for all.</param>
-    public Tensor Run(int layer, BlockWeights w, Tensor x, KvCache cache, int position, float* cos, float* sin, int? window)
+    public Tensor Run(int layer, BlockWeights w, Tensor x, KvCache cache, int position, byte* cos, byte* sin, int? window)
     {
         ObjectDisposedException.ThrowIf(_memory == null, this);
-        var result = x.clone();
-        float* residual = (float*)TorchTypes.DataPointer(result);
+        _type = x.dtype;
+        ToFloat((byte*)TorchTypes.DataPointer(x), _x, _hidden);
+        ToFloat(cos, _cos, _headDim);
+        ToFloat(sin, _sin, _headDim);
 
         // Attention.
-        RmsNorm(residual, (float*)TorchTypes.DataPointer(w["input_layernorm.weight"]), _h);
-        Linear(w, "self_attn.q_proj", _h, _hidden, _q);
-        Linear(w, "self_attn.k_proj", _h, _hidden, _k);
-        Linear(w, "self_attn.v_proj", _h, _hidden, _v);
-        Rotate(_q, _heads, cos, sin);
-        Rotate(_k, _kvHeads, cos, sin);
-        cache.Float32Slots(layer, _kvHeads, _headDim, position, out float* keys, out float* values);
-        int capacity = cache.Capacity;
+        RmsNorm(w["input_layernorm.weight"]);
+        Linear(w, "self_attn.q_proj", _h, _hidden, _q, _heads * _headDim);
+        Linear(w, "self_attn.k_proj", _h, _hidden, _k, _kvHeads * _headDim);
+        Linear(w, "self_attn.v_proj", _h, _hidden, _v, _kvHeads * _headDim);
+        Rotate(_q, _heads);
+        Rotate(_k, _kvHeads);
+        cache.Slots(layer, _kvHeads, _headDim, position, _type, out byte* keys, out byte* values);
+        int capacity = cache.Capacity, size = ElementSize;
         for (int g = 0; g < _kvHeads; g++)
         {
-            new ReadOnlySpan<float>(_k + g * _headDim, _headDim).CopyTo(new Span<float>(keys + ((long)g * capacity + position) * _headDim, _headDim));
-            new ReadOnlySpan<float>(_v + g * _headDim, _headDim).CopyTo(new Span<float>(values + ((long)g * capacity + position) * _headDim, _headDim));
+            long at = ((long)g * capacity + position) * _headDim * size;
+            FromFloat(_k + g * _headDim, keys + at, _headDim);
+            FromFloat(_v + g * _headDim, values + at, _headDim);
         }
-        int first = window is int size && position + 1 > size ? position + 1 - size : 0;
+        int first = window is int span && position + 1 > span ? position + 1 - span : 0;
         Attend(keys, values, capacity, first, position);
-        Linear(w, "self_attn.o_proj", _attended, _heads * _headDim, _out);
-        Add(residual, _out, _hidden);
+        Round(_attended, _heads * _headDim);
+        Linear(w, "self_attn.o_proj", _attended, _heads * _headDim, _out, _hidden);
+        AddInto(_x, _out, _hidden);
 
         // SwiGLU MLP.
-        RmsNorm(residual, (float*)TorchTypes.DataPointer(w["post_attention_layernorm.weight"]), _h);
-        Linear(w, "mlp.gate_proj", _h, _hidden, _gate);
-        Linear(w, "mlp.up_proj", _h, _hidden, _up);
+        RmsNorm(w["post_attention_layernorm.weight"]);
+        Linear(w, "mlp.gate_proj", _h, _hidden, _gate, _intermediate);
+        Linear(w, "mlp.up_proj", _h, _hidden, _up, _intermediate);
         for (int i = 0; i < _intermediate; i++)
         {
             float g = _gate[i];
-            _gate[i] = g / (1f + MathF.Exp(-g)) * _up[i];
+            _gate[i] = g / (1f + MathF.Exp(-g));
         }
-        Linear(w, "mlp.down_proj", _gate, _intermediate, _out);
-        Add(residual, _out, _hidden);
+        Round(_gate, _intermediate);
+        Multiply(_gate, _up, _intermediate);
+        Linear(w, "mlp.down_proj", _gate, _intermediate, _out, _hidden);
+        AddInto(_x, _out, _hidden);
+
+        var result = empty(x.shape, _type);
+        FromFloat(_x, (byte*)TorchTypes.DataPointer(result), _hidden);
         return result;
     }
 
-    private void Linear(BlockWeights w, string name, float* x, long columns, float* y) =>
-        _kernel.Linear(w[name + ".weight"], w.Optional(name + ".bias"), x, columns, y);
+    private int ElementSize => _type == ScalarType.Float32 ? 4 : 2;
 
-    /// <summary>transformers' RMSNorm in float32: weight · (x · rsqrt(mean(x²) + eps)).</summary>
-    private void RmsNorm(float* x, float* weight, float* output)
+    /// <summary>A projection through the kernel, its outputs rounded to the model's type.</summary>
+    private void Linear(BlockWeights w, string name, float* x, long columns, float* y, int rows)
     {
-        float sum = 0;
-        for (int i = 0; i < _hidden; i++) sum += x[i] * x[i];
-        float inverse = 1f / MathF.Sqrt(sum / _hidden + _eps);
-        for (int i = 0; i < _hidden; i++) output[i] = weight[i] * (x[i] * inverse);
+        _kernel.Linear(w[name + ".weight"], w.Optional(name + ".bias"), x, columns, y);
+        Round(y, rows);
     }
 
-    /// <summary>Per head, (x1, x2) → (x1·cos − x2·sin, x2·cos + x1·sin) over the two halves: q·cos + rotate_half(q)·sin.</summary>
-    private void Rotate(float* x, int heads, float* cos, float* sin)
+    /// <summary>transformers' RMSNorm of the residual into <c>_h</c>: weight · (x · rsqrt(mean(x²) + eps)), in float32, rounded to the model's type before the weight multiplies it.</summary>
+    private void RmsNorm(Tensor weight)
+    {
+        ToFloat((byte*)TorchTypes.DataPointer(weight), _norm, _hidden);
+        float sum = 0;
+        for (int i = 0; i < _hidden; i++) sum += _x[i] * _x[i];
+        float inverse = 1f / MathF.Sqrt(sum / _hidden + _eps);
+        for (int i = 0; i < _hidden; i++) _h[i] = _x[i] * inverse;
+        Round(_h, _hidden);
+        Multiply(_h, _norm, _hidden);
+    }
+
+    /// <summary>q·cos + rotate_half(q)·sin per head, where rotate_half maps the halves (x1, x2) to (−x2, x1).</summary>
+    private void Rotate(float* x, int heads)
     {
         int half = _headDim / 2;
-        for (int h = 0; h < heads; h++, x += _headDim)
+        for (int h = 0; h < heads; h++)
         {
+            float* row = x + h * _headDim, a = _first + h * _headDim, b = _second + h * _headDim;
             for (int i = 0; i < half; i++)
             {
-                float x1 = x[i], x2 = x[i + half];
-                x[i] = x1 * cos[i] + -x2 * sin[i];
-                x[i + half] = x2 * cos[i + half] + x1 * sin[i + half];
+                a[i] = row[i] * _cos[i];
+                b[i] = -row[i + half] * _sin[i];
+                a[i + half] = row[i + half] * _cos[i + half];
+                b[i + half] = row[i] * _sin[i + half];
             }
         }
+        int n = heads * _headDim;
+        Round(_first, n);
+        Round(_second, n);
+        for (int i = 0; i < n; i++) x[i] = _first[i] + _second[i];
+        Round(x, n);
     }
 
     /// <summary>
     /// softmax(q·kᵀ / √headDim)·v for each query head over cached positions <paramref name="first"/>..<paramref name="last"/>
-    /// of its key/value head (query heads are grouped in order onto the key/value heads).
+    /// of its key/value head (query heads are grouped in order onto the key/value heads), in float32.
     /// </summary>
-    private void Attend(float* keys, float* values, int capacity, int first, int last)
+    private void Attend(byte* keys, byte* values, int capacity, int first, int last)
     {
         int count = last - first + 1;
-        if (count > _scoreCapacity)
+        bool converts = _type != ScalarType.Float32;
+        long needed = count + (converts ? 2L * count * _headDim : 0);
+        if (needed > _windowCapacity)
         {
-            NativeMemory.AlignedFree(_scores);
-            _scoreCapacity = Math.Max(count, 2 * _scoreCapacity);
-            _scores = (float*)NativeMemory.AlignedAlloc((nuint)(_scoreCapacity * sizeof(float)), 64);
+            NativeMemory.AlignedFree(_window);
+            _windowCapacity = Math.Max(needed, 2 * _windowCapacity);
+            _window = (float*)NativeMemory.AlignedAlloc((nuint)(_windowCapacity * sizeof(float)), 64);
         }
-        int group = _heads / _kvHeads;
+        float* scores = _window;
+        int group = _heads / _kvHeads, size = ElementSize;
         float scale = 1f / MathF.Sqrt(_headDim);
-        for (int head = 0; head < _heads; head++)
+        for (int g = 0; g < _kvHeads; g++)
         {
-            int g = head / group;
-            float* q = _q + head * _headDim;
-            float* k = keys + ((long)g * capacity + first) * _headDim;
-            float* v = values + ((long)g * capacity + first) * _headDim;
-            float max = float.NegativeInfinity;
-            for (int p = 0; p < count; p++)
+            long at = ((long)g * capacity + first) * _headDim;
+            float* k, v;
+            if (converts)
             {
-                float score = Dot(q, k + (long)p * _headDim, _headDim) * scale;
-                _scores[p] = score;
-                max = MathF.Max(max, score);
+                k = _window + count;
+                v = k + (long)count * _headDim;
+                ToFloat(keys + at * size, k, (long)count * _headDim);
+                ToFloat(values + at * size, v, (long)count * _headDim);
             }
-            float total = 0;
-            for (int p = 0; p < count; p++)
+            else
             {
-                float e = MathF.Exp(_scores[p] - max);
-                _scores[p] = e;
-                total += e;
+                k = (float*)keys + at;
+                v = (float*)values + at;
             }
-            float* output = _attended + head * _headDim;
-            new Span<float>(output, _headDim).Clear();
-            float inverse = 1f / total;
-            for (int p = 0; p < count; p++) AddScaled(output, v + (long)p * _headDim, _scores[p] * inverse, _headDim);
+            for (int head = g * group; head < (g + 1) * group; head++)
+            {
+                float* q = _q + head * _headDim;
+                float max = float.NegativeInfinity;
+                for (int p = 0; p < count; p++)
+                {
+                    float score = Dot(q, k + (long)p * _headDim, _headDim) * scale;
+                    scores[p] = score;
+                    max = MathF.Max(max, score);
+                }
+                float total = 0;
+                for (int p = 0; p < count; p++)
+                {
+                    float e = MathF.Exp(scores[p] - max);
+                    scores[p] = e;
+                    total += e;
+                }
+                float* output = _attended + head * _headDim;
+                new Span<float>(output, _headDim).Clear();
+                float inverse = 1f / total;
+                for (int p = 0; p < count; p++) AddScaled(output, v + (long)p * _headDim, scores[p] * inverse, _headDim);
+            }
         }
+    }
+
+    // ---------------------------------------------------------------- the model's type
+
+    private void Round(float* values, long count)
+    {
+        if (_type == ScalarType.Float16) InputConversion.RoundToHalf(values, count);
+        else if (_type == ScalarType.BFloat16) InputConversion.RoundToBF16(values, count);
+    }
+
+    private void ToFloat(byte* source, float* destination, long count)
+    {
+        if (_type == ScalarType.Float16) InputConversion.HalfToScaledSingle((ushort*)source, destination, count, 1f);
+        else if (_type == ScalarType.BFloat16) InputConversion.BF16ToSingle((ushort*)source, destination, count);
+        else new ReadOnlySpan<float>(source, checked((int)count)).CopyTo(new Span<float>(destination, checked((int)count)));
+    }
+
+    /// <summary>Stores values already of the model's type (so the conversion is exact).</summary>
+    private void FromFloat(float* source, byte* destination, long count)
+    {
+        if (_type == ScalarType.Float16)
+            for (long i = 0; i < count; i++) ((Half*)destination)[i] = (Half)source[i];
+        else if (_type == ScalarType.BFloat16)
+            for (long i = 0; i < count; i++) ((ushort*)destination)[i] = InputConversion.SingleToBF16(source[i]);
+        else new ReadOnlySpan<float>(source, checked((int)count)).CopyTo(new Span<float>(destination, checked((int)count)));
+    }
+
+    /// <summary>x += y, rounded to the model's type.</summary>
+    private void AddInto(float* x, float* y, int n)
+    {
+        int i = 0;
+        for (; i + 8 <= n; i += 8) (Vector256.Load(x + i) + Vector256.Load(y + i)).Store(x + i);
+        for (; i < n; i++) x[i] += y[i];
+        Round(x, n);
+    }
+
+    /// <summary>x *= y, rounded to the model's type.</summary>
+    private void Multiply(float* x, float* y, int n)
+    {
+        int i = 0;
+        for (; i + 8 <= n; i += 8) (Vector256.Load(x + i) * Vector256.Load(y + i)).Store(x + i);
+        for (; i < n; i++) x[i] *= y[i];
+        Round(x, n);
     }
 
     private static float Dot(float* a, float* b, int n)
@@ -197,19 +290,12 @@ internal sealed unsafe class OneTokenLayer : IDisposable
         for (; i < n; i++) output[i] += x[i] * factor;
     }
 
-    private static void Add(float* x, float* y, int n)
-    {
-        int i = 0;
-        for (; i + 8 <= n; i += 8) (Vector256.Load(x + i) + Vector256.Load(y + i)).Store(x + i);
-        for (; i < n; i++) x[i] += y[i];
-    }
-
     public void Dispose()
     {
         NativeMemory.AlignedFree(_memory);
-        NativeMemory.AlignedFree(_scores);
+        NativeMemory.AlignedFree(_window);
         _memory = null;
-        _scores = null;
-        _scoreCapacity = 0;
+        _window = null;
+        _windowCapacity = 0;
     }
 }

@@ -139,6 +139,48 @@ public sealed class RandomLlamaTests : IDisposable
         LogitAssert.Close(exact.Select(r => r.Select(v => (double)v).ToArray()).ToArray(), rounded, 0.1);
     }
 
+    [InferenceTheory(Needs.DecodeKernel)]
+    [InlineData(DType.F16)]
+    [InlineData(DType.BF16)]
+    public void Half_precision_decoding_through_the_native_layers_is_as_exact_as_the_tensor_path(DType type)
+    {
+        foreach (int seed in new[] { 11, 12, 13 })
+        {
+            // Grouped heads, biases and a sliding window shorter than the run, all computed in the 16-bit type.
+            var folder = RandomCheckpoints.WriteLlama(_dir.Combine($"native-{type}-{seed}"), new LlamaShape
+            {
+                ModelType = "qwen2", Heads = 4, KvHeads = 2, SlidingWindow = 6, DType = type,
+            }, seed: seed);
+            var (tensorError, _) = DistanceFromFloat32(folder, LinearKernel.LibTorch);
+            var (nativeError, layers) = DistanceFromFloat32(folder, LinearKernel.Native);
+            Assert.True(layers > 0, "the native one-token layers did not run");
+            // The same roundings at the same places; only summation order differs, which flips a last bit now and
+            // then, so neither path is further from exact arithmetic than rounding noise allows.
+            Assert.True(nativeError <= 2 * tensorError + 1e-3, $"seed {seed}: native {nativeError:E2} vs tensor path {tensorError:E2} away from float32");
+        }
+    }
+
+    /// <summary>
+    /// The largest difference between the decode scores computed in the checkpoint's 16-bit type with
+    /// <paramref name="kernel"/> and float32 logits (exact for these weights) on the same tokens.
+    /// </summary>
+    private static (double Error, long NativeLayers) DistanceFromFloat32(string folder, LinearKernel kernel)
+    {
+        int[] prompt = [1, 5, 9];
+        GenerationResult result;
+        long layers;
+        using (var session = InferenceSession.Open(folder, null, Base with { LinearKernel = kernel }))
+        {
+            result = session.Generate(prompt, new GenerationOptions { MaxNewTokens = 12, StopTokenIds = [], ReturnScores = true });
+            layers = session.NativeLayerSteps;
+        }
+        float[][] exact;
+        using (var session = InferenceSession.Open(folder, null, Base with { DType = DType.F32 }))
+            exact = session.Logits([.. prompt, .. result.GeneratedIds]).Skip(prompt.Length - 1).Take(12).ToArray();
+        double error = result.Scores!.Select((row, r) => row.Select((v, c) => Math.Abs((double)v - exact[r][c])).Max()).Max();
+        return (error, layers);
+    }
+
     [Fact]
     public void Misaligned_tensors_fall_back_to_copies_and_compute_the_same()
     {
