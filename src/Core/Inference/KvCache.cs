@@ -13,11 +13,13 @@ internal sealed class KvCache : IDisposable
 {
     private readonly Tensor?[] _keys;
     private readonly Tensor?[] _values;
+    private readonly (nint Keys, nint Values, ScalarType Type)?[] _checked;  // layers Slots has validated, and where their memory is
 
     public KvCache(int layers, int capacity)
     {
         _keys = new Tensor?[layers];
         _values = new Tensor?[layers];
+        _checked = new (nint, nint, ScalarType)?[layers];
         Capacity = capacity;
     }
 
@@ -49,6 +51,13 @@ internal sealed class KvCache : IDisposable
     {
         if (position >= Capacity)
             throw new BigModelException(BigModelErrorCode.InferenceFailed, $"the sequence outgrew its cache ({position + 1} > {Capacity} positions).");
+        // Checked once per layer: a cache tensor never moves or changes type once allocated.
+        if (_checked[layer] is (nint k, nint v, var checkedType) && checkedType == type)
+        {
+            keyMemory = (byte*)k;
+            valueMemory = (byte*)v;
+            return;
+        }
         var keys = _keys[layer] ??= TorchTypes.Own(empty([1, kvHeads, Capacity, headDim], type));
         var values = _values[layer] ??= TorchTypes.Own(empty([1, kvHeads, Capacity, headDim], type));
         // A prompt's keys went in through Append, shaped by its tensors: the same layout, or this path cannot share it.
@@ -58,6 +67,7 @@ internal sealed class KvCache : IDisposable
             throw new BigModelException(BigModelErrorCode.InferenceFailed, $"layer {layer}'s cache is not {type} [{string.Join(", ", expected)}] on the CPU.");
         keyMemory = (byte*)TorchTypes.DataPointer(keys);
         valueMemory = (byte*)TorchTypes.DataPointer(values);
+        _checked[layer] = ((nint)keyMemory, (nint)valueMemory, type);
     }
 
     // Detached from the forward step's dispose scope: the cache outlives each step's temporaries.
@@ -74,5 +84,6 @@ internal sealed class KvCache : IDisposable
         foreach (var t in _values) t?.Dispose();
         Array.Clear(_keys);
         Array.Clear(_values);
+        Array.Clear(_checked);
     }
 }

@@ -138,7 +138,7 @@ internal sealed class LlamaModel
     /// <summary>One decoder layer: pre-norm attention and pre-norm SwiGLU MLP, each added back to the residual stream.</summary>
     private unsafe Tensor Layer(int layer, BlockWeights w, Tensor x, KvCache cache, int start)
     {
-        if (_oneTokenLayer is not null && x.shape is [1, 1, _] && _oneTokenLayer.Accepts(x, w))
+        if (_oneTokenLayer is not null && x.shape is [1, 1, _] && _oneTokenLayer.Accepts(layer, x, w))
         {
             // The tables in the token's type, as the tensor path multiplies by them.
             var (cos, sin) = RotaryTable(x.device, x.dtype, start + 1);

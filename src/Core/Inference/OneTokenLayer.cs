@@ -30,6 +30,8 @@ internal sealed unsafe class OneTokenLayer : IDisposable
     private float* _window;          // scores, then (16-bit caches) the window's keys and values as float32
     private long _windowCapacity;
     private ScalarType _type;
+    private readonly long[] _shape;
+    private readonly Dictionary<int, Tensor> _accepted = new();   // per layer: a weight of the block last found acceptable
 
     public OneTokenLayer(DecodeKernel kernel, int hidden, int heads, int kvHeads, int headDim, int intermediate, double eps)
     {
@@ -43,17 +45,29 @@ internal sealed unsafe class OneTokenLayer : IDisposable
         _x = Next(hidden); _h = Next(hidden); _norm = Next(hidden); _q = Next(q); _k = Next(kv); _v = Next(kv);
         _attended = Next(q); _out = Next(hidden); _gate = Next(intermediate); _up = Next(intermediate);
         _first = Next(q); _second = Next(q); _cos = Next(headDim); _sin = Next(headDim);
+        _shape = [1, 1, hidden];
     }
 
     /// <summary>
-    /// Whether this path runs the layer: one float32, float16 or bfloat16 CPU token, and every weight one the kernel
-    /// takes in that type (a block streamed in another type, or to another device, goes the tensor way).
+    /// Whether this path runs layer <paramref name="layer"/>: one float32, float16 or bfloat16 CPU token, and every
+    /// weight one the kernel takes in that type (a block streamed in another type, or to another device, goes the
+    /// tensor way).
     /// </summary>
-    public bool Accepts(Tensor x, BlockWeights w)
+    public bool Accepts(int layer, Tensor x, BlockWeights w)
     {
         var type = x.dtype;
         if (type is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16)) return false;
         if (x.device_type != TorchSharp.DeviceType.CPU || x.numel() != _hidden || !x.is_contiguous()) return false;
+        // Resident blocks hand out the same weight tensors every step: checked once (the type is checked above).
+        var probe = w["self_attn.q_proj.weight"];
+        if (_accepted.TryGetValue(layer, out var seen) && ReferenceEquals(seen, probe) && probe.dtype == type) return true;
+        if (!AcceptsWeights(w, type)) return false;
+        _accepted[layer] = probe;
+        return true;
+    }
+
+    private bool AcceptsWeights(BlockWeights w, ScalarType type)
+    {
         foreach (var norm in new[] { "input_layernorm.weight", "post_attention_layernorm.weight" })
         {
             var t = w[norm];
@@ -122,7 +136,7 @@ internal sealed unsafe class OneTokenLayer : IDisposable
         Linear(w, "mlp.down_proj", _gate, _intermediate, _out, _hidden);
         AddInto(_x, _out, _hidden);
 
-        var result = empty(x.shape, _type);
+        var result = empty(_shape, _type);
         FromFloat(_x, (byte*)TorchTypes.DataPointer(result), _hidden);
         return result;
     }
@@ -292,6 +306,7 @@ internal sealed unsafe class OneTokenLayer : IDisposable
 
     public void Dispose()
     {
+        _accepted.Clear();
         NativeMemory.AlignedFree(_memory);
         NativeMemory.AlignedFree(_window);
         _memory = null;
