@@ -84,12 +84,10 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             int m = (int)inputRows, n = (int)rows;
             float* x = PrepareInputs(format, (byte*)TorchTypes.DataPointer(source), m, columns);
-            bool finite = format == WeightFormat.F16 && _finite.TryGetValue(weight, out _);
-            _work.Set(format, finite, _width, (byte*)TorchTypes.DataPointer(weight), columns, n, x, m,
-                bias is null ? null : (byte*)TorchTypes.DataPointer(bias), (byte*)TorchTypes.DataPointer(output),
-                BlockRowsFor(n, columns * ElementBytes(format), _workers.Count));
+            _work.Begin(format, _width, columns, x, m, floatOutput: false);
+            bool finite = AddTo(format, weight, bias, n, columns, (byte*)TorchTypes.DataPointer(output));
             _workers.Run(_work);
-            if (format == WeightFormat.F16 && !finite && !_work.SawSpecial) _finite.TryAdd(weight, Finite);
+            Trust(format, weight, finite, 0);
             KernelCalls++;
             _kernelTicks += Stopwatch.GetTimestamp() - started;
         }
@@ -97,33 +95,62 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
     }
 
     /// <summary>
-    /// <c>y = W·x (+ b)</c> for one input row held as float32 in memory, written as float32 to <paramref name="y"/>
-    /// without rounding to the weight's type: the entry of <see cref="OneTokenLayer"/>, which keeps a token's
-    /// activations in its own buffers instead of tensors. The weight must be a 2-D contiguous F32, F16 or BF16 CPU
-    /// tensor of <paramref name="columns"/> columns (the bias, if any, of its type and rows); <see cref="AcceptsWeight"/>
+    /// <c>y = W·x (+ b)</c> for one input row held as float32 in memory, for each of up to three projections of that
+    /// input (q, k and v; gate and up), computed as one job; each output is written as float32, without rounding to
+    /// the weight's type: the entry of <see cref="OneTokenLayer"/>, which keeps a token's activations in its own
+    /// buffers instead of tensors. Every weight must be a 2-D contiguous CPU tensor of <paramref name="columns"/>
+    /// columns, all of one type (F32, F16 or BF16), the biases of that type and their rows; <see cref="AcceptsWeight"/>
     /// says so. For 16-bit weights the inputs should already be values of that type, as a tensor would hold them.
     /// </summary>
-    internal void Linear(Tensor weight, Tensor? bias, float* x, long columns, float* y)
+    internal void Linear(ReadOnlySpan<Projection> projections, float* x, long columns)
     {
+        if (projections.Length is 0 or > LinearWork.MaxSegments) throw new ArgumentOutOfRangeException(nameof(projections));
         long started = Stopwatch.GetTimestamp();
-        var format = FormatOf(weight.dtype) ?? throw new ArgumentException($"the kernel does not take {weight.dtype} weights.", nameof(weight));
-        int rows = (int)weight.size(0);
+        var type = projections[0].Weight.dtype;
+        var format = FormatOf(type) ?? throw new ArgumentException($"the kernel does not take {type} weights.", nameof(projections));
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             float* inputs = format == WeightFormat.F32 ? x : PrepareInputs(format, x, columns);
-            bool finite = format == WeightFormat.F16 && _finite.TryGetValue(weight, out _);
-            _work.Set(format, finite, _width, (byte*)TorchTypes.DataPointer(weight), columns, rows, inputs, 1,
-                bias is null ? null : (byte*)TorchTypes.DataPointer(bias), (byte*)y, BlockRowsFor(rows, columns * ElementBytes(format), _workers.Count),
-                floatOutput: true);
+            _work.Begin(format, _width, columns, inputs, 1, floatOutput: true);
+            Span<bool> finite = stackalloc bool[projections.Length];
+            for (int i = 0; i < projections.Length; i++)
+            {
+                var p = projections[i];
+                if (p.Weight.dtype != type) throw new ArgumentException("the projections of one call must share their type.", nameof(projections));
+                finite[i] = AddTo(format, p.Weight, p.Bias, (int)p.Weight.size(0), columns, (byte*)p.Output);
+            }
             _workers.Run(_work);
-            if (format == WeightFormat.F16 && !finite && !_work.SawSpecial) _finite.TryAdd(weight, Finite);
+            for (int i = 0; i < projections.Length; i++) Trust(format, projections[i].Weight, finite[i], i);
             KernelCalls++;
             _kernelTicks += Stopwatch.GetTimestamp() - started;
         }
     }
 
-    /// <summary>Whether <see cref="Linear(Tensor, Tensor?, float*, long, float*)"/> takes this weight (and bias) for inputs of <paramref name="columns"/>.</summary>
+    /// <summary>A weight (and bias) to multiply the call's input by, and where its float32 outputs go.</summary>
+    internal readonly struct Projection(Tensor weight, Tensor? bias, float* output)
+    {
+        public Tensor Weight { get; } = weight;
+        public Tensor? Bias { get; } = bias;
+        public nint Output { get; } = (nint)output;
+    }
+
+    /// <summary>Adds <paramref name="weight"/> to the call being set up; returns whether it is trusted finite.</summary>
+    private bool AddTo(WeightFormat format, Tensor weight, Tensor? bias, int rows, long columns, byte* output)
+    {
+        bool finite = format == WeightFormat.F16 && _finite.TryGetValue(weight, out _);
+        _work.Add((byte*)TorchTypes.DataPointer(weight), rows, bias is null ? null : (byte*)TorchTypes.DataPointer(bias), output,
+            BlockRowsFor(rows, columns * ElementBytes(format), _workers.Count), finite);
+        return finite;
+    }
+
+    /// <summary>A float16 weight read whole without an infinity or NaN is trusted from now on.</summary>
+    private void Trust(WeightFormat format, Tensor weight, bool finite, int segment)
+    {
+        if (format == WeightFormat.F16 && !finite && !_work.SawSpecial(segment)) _finite.TryAdd(weight, Finite);
+    }
+
+    /// <summary>Whether <see cref="Linear(ReadOnlySpan{Projection}, float*, long)"/> takes this weight (and bias) for inputs of <paramref name="columns"/>.</summary>
     internal static bool AcceptsWeight(Tensor weight, Tensor? bias, long columns, ScalarType type) =>
         weight.device_type == DeviceType.CPU && weight.dtype == type && FormatOf(type) is not null && weight.dim() == 2 && weight.size(1) == columns
         && weight.size(0) is > 0 and <= int.MaxValue && weight.is_contiguous()
@@ -219,24 +246,39 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
         }
     }
 
-    /// <summary>One linear call's parameters, and what each participant does with them.</summary>
+    /// <summary>
+    /// One call's parameters, and what each participant does with them: one input against up to
+    /// <see cref="MaxSegments"/> weight matrices of the same type and width (q, k and v, or gate and up, share their
+    /// input). Workers claim row blocks across all of them, so the matrices stream as one job with one barrier.
+    /// </summary>
     private sealed class LinearWork : IParallelWork, IDisposable
     {
+        public const int MaxSegments = 3;
+
         private readonly float*[] _scratch;
+        private readonly Segment[] _segments = new Segment[MaxSegments];
+        private readonly int[] _special = new int[MaxSegments];
+        private int _count;
+        private int _blocks;
         private WeightFormat _format;
-        private bool _finite;
-        private bool _floatOutput;
-        private int _sawSpecial;
         private int _width;
-        private byte* _weight;
         private long _columns;
-        private int _rows;
         private float* _inputs;
         private int _inputRows;
-        private byte* _bias;
-        private byte* _output;
-        private int _blockRows;
+        private bool _floatOutput;
         private int _next;
+
+        /// <summary>A weight matrix of the call, where its outputs go, and its first block among the call's blocks.</summary>
+        private struct Segment
+        {
+            public byte* Weight;
+            public int Rows;
+            public byte* Bias;
+            public byte* Output;
+            public int BlockRows;
+            public bool Finite;
+            public int FirstBlock;
+        }
 
         public LinearWork(int workers)
         {
@@ -244,82 +286,94 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
             for (int i = 0; i < workers; i++) _scratch[i] = (float*)NativeMemory.AlignedAlloc((nuint)(MaxInputRows * MaxBlockRows * sizeof(float)), 64);
         }
 
-        /// <summary>Whether a row of the last call held an infinity or NaN.</summary>
-        public bool SawSpecial => Volatile.Read(ref _sawSpecial) != 0;
-
-        // floatOutput: write float32 outputs whatever the weights' type (else outputs take the weights' type).
-        public void Set(WeightFormat format, bool finite, int width, byte* weight, long columns, int rows, float* inputs, int inputRows, byte* bias, byte* output, int blockRows, bool floatOutput = false)
+        /// <summary>Starts a call: <paramref name="inputRows"/> inputs of <paramref name="columns"/> (prepared for the format); outputs in float32 when <paramref name="floatOutput"/>, else in the weights' type.</summary>
+        public void Begin(WeightFormat format, int width, long columns, float* inputs, int inputRows, bool floatOutput)
         {
             _format = format;
-            _finite = finite;
-            _floatOutput = floatOutput || format == WeightFormat.F32;
-            _sawSpecial = 0;
             _width = width;
-            _weight = weight;
             _columns = columns;
-            _rows = rows;
             _inputs = inputs;
             _inputRows = inputRows;
-            _bias = bias;
-            _output = output;
-            _blockRows = blockRows;
+            _floatOutput = floatOutput || format == WeightFormat.F32;
+            _count = 0;
+            _blocks = 0;
             _next = 0;
         }
+
+        /// <summary>Adds a weight matrix of <paramref name="rows"/> rows to the call.</summary>
+        public void Add(byte* weight, int rows, byte* bias, byte* output, int blockRows, bool finite)
+        {
+            _segments[_count] = new Segment
+            {
+                Weight = weight, Rows = rows, Bias = bias, Output = output, BlockRows = blockRows, Finite = finite, FirstBlock = _blocks,
+            };
+            _special[_count] = 0;
+            _blocks += (rows + blockRows - 1) / blockRows;
+            _count++;
+        }
+
+        /// <summary>Whether a row of matrix <paramref name="segment"/> held an infinity or NaN in the last call.</summary>
+        public bool SawSpecial(int segment) => Volatile.Read(ref _special[segment]) != 0;
 
         public void Execute(int worker)
         {
             float* scratch = _scratch[worker];
-            bool direct = _floatOutput && _bias is null;
             while (true)
             {
-                int from = Interlocked.Add(ref _next, _blockRows) - _blockRows;
-                if (from >= _rows) return;
-                int to = Math.Min(_rows, from + _blockRows);
+                int block = Interlocked.Increment(ref _next) - 1;
+                if (block >= _blocks) return;
+                int s = _count - 1;
+                while (block < _segments[s].FirstBlock) s--;
+                ref readonly var segment = ref _segments[s];
+                int from = (block - segment.FirstBlock) * segment.BlockRows;
+                int to = Math.Min(segment.Rows, from + segment.BlockRows);
                 bool special;
-                if (direct)
+                if (_floatOutput && segment.Bias is null)
                 {
-                    special = MatVec.Rows(_format, _finite, _width, _weight, _columns, from, to, _inputs, _columns, _inputRows, (float*)_output + from, _rows);
+                    special = MatVec.Rows(_format, segment.Finite, _width, segment.Weight, _columns, from, to, _inputs, _columns, _inputRows,
+                        (float*)segment.Output + from, segment.Rows);
                 }
                 else
                 {
-                    special = MatVec.Rows(_format, _finite, _width, _weight, _columns, from, to, _inputs, _columns, _inputRows, scratch, _blockRows);
-                    Store(scratch, from, to);
+                    special = MatVec.Rows(_format, segment.Finite, _width, segment.Weight, _columns, from, to, _inputs, _columns, _inputRows,
+                        scratch, segment.BlockRows);
+                    Store(segment, scratch, from, to);
                 }
-                if (special) Volatile.Write(ref _sawSpecial, 1);
+                if (special) Volatile.Write(ref _special[s], 1);
             }
         }
 
         /// <summary>Adds the bias and writes the block in the output's type (round to nearest even, as torch does).</summary>
-        private void Store(float* scratch, int from, int to)
+        private void Store(in Segment segment, float* scratch, int from, int to)
         {
             int count = to - from;
             for (int j = 0; j < _inputRows; j++)
             {
-                float* src = scratch + (long)j * _blockRows;
-                long at = (long)j * _rows + from;
+                float* src = scratch + (long)j * segment.BlockRows;
+                long at = (long)j * segment.Rows + from;
                 for (int i = 0; i < count; i++)
                 {
                     float value = src[i];
-                    if (_bias is not null) value += BiasAt(from + i);
+                    if (segment.Bias is not null) value += BiasAt(segment.Bias, from + i);
                     if (_floatOutput)
                     {
-                        ((float*)_output)[at + i] = value;
+                        ((float*)segment.Output)[at + i] = value;
                         continue;
                     }
                     switch (_format)
                     {
-                        case WeightFormat.F16: ((Half*)_output)[at + i] = (Half)value; break;
-                        default: ((ushort*)_output)[at + i] = InputConversion.SingleToBF16(value); break;
+                        case WeightFormat.F16: ((Half*)segment.Output)[at + i] = (Half)value; break;
+                        default: ((ushort*)segment.Output)[at + i] = InputConversion.SingleToBF16(value); break;
                     }
                 }
             }
         }
 
-        private float BiasAt(int n) => _format switch
+        private float BiasAt(byte* bias, int n) => _format switch
         {
-            WeightFormat.F32 => ((float*)_bias)[n],
-            WeightFormat.F16 => (float)((Half*)_bias)[n],
-            _ => BitConverter.Int32BitsToSingle(((ushort*)_bias)[n] << 16),
+            WeightFormat.F32 => ((float*)bias)[n],
+            WeightFormat.F16 => (float)((Half*)bias)[n],
+            _ => BitConverter.Int32BitsToSingle(((ushort*)bias)[n] << 16),
         };
 
         public void Dispose()

@@ -103,9 +103,10 @@ internal sealed unsafe class OneTokenLayer : IDisposable
 
         // Attention.
         RmsNorm(w["input_layernorm.weight"]);
-        Linear(w, "self_attn.q_proj", _h, _hidden, _q, _heads * _headDim);
-        Linear(w, "self_attn.k_proj", _h, _hidden, _k, _kvHeads * _headDim);
-        Linear(w, "self_attn.v_proj", _h, _hidden, _v, _kvHeads * _headDim);
+        _kernel.Linear([Projection(w, "self_attn.q_proj", _q), Projection(w, "self_attn.k_proj", _k), Projection(w, "self_attn.v_proj", _v)], _h, _hidden);
+        Round(_q, _heads * _headDim);
+        Round(_k, _kvHeads * _headDim);
+        Round(_v, _kvHeads * _headDim);
         Rotate(_q, _heads);
         Rotate(_k, _kvHeads);
         cache.Slots(layer, _kvHeads, _headDim, position, _type, out byte* keys, out byte* values);
@@ -124,8 +125,9 @@ internal sealed unsafe class OneTokenLayer : IDisposable
 
         // SwiGLU MLP.
         RmsNorm(w["post_attention_layernorm.weight"]);
-        Linear(w, "mlp.gate_proj", _h, _hidden, _gate, _intermediate);
-        Linear(w, "mlp.up_proj", _h, _hidden, _up, _intermediate);
+        _kernel.Linear([Projection(w, "mlp.gate_proj", _gate), Projection(w, "mlp.up_proj", _up)], _h, _hidden);
+        Round(_gate, _intermediate);
+        Round(_up, _intermediate);
         for (int i = 0; i < _intermediate; i++)
         {
             float g = _gate[i];
@@ -146,9 +148,12 @@ internal sealed unsafe class OneTokenLayer : IDisposable
     /// <summary>A projection through the kernel, its outputs rounded to the model's type.</summary>
     private void Linear(BlockWeights w, string name, float* x, long columns, float* y, int rows)
     {
-        _kernel.Linear(w[name + ".weight"], w.Optional(name + ".bias"), x, columns, y);
+        _kernel.Linear([Projection(w, name, y)], x, columns);
         Round(y, rows);
     }
+
+    private static DecodeKernel.Projection Projection(BlockWeights w, string name, float* output) =>
+        new(w[name + ".weight"], w.Optional(name + ".bias"), output);
 
     /// <summary>transformers' RMSNorm of the residual into <c>_h</c>: weight · (x · rsqrt(mean(x²) + eps)), in float32, rounded to the model's type before the weight multiplies it.</summary>
     private void RmsNorm(Tensor weight)

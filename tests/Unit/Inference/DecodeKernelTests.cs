@@ -144,6 +144,40 @@ public sealed class DecodeKernelTests
             Assert.Equal(double.PositiveInfinity, kernel.Linear(input, special, null).to(ScalarType.Float64)[0, 2].item<double>());
     }
 
+    [InferenceTheory(Needs.DecodeKernel)]
+    [InlineData(ScalarType.Float32, 256)]
+    [InlineData(ScalarType.Float16, 256)]
+    [InlineData(ScalarType.BFloat16, 256)]
+    [InlineData(ScalarType.Float16, 512)]
+    public unsafe void Several_projections_of_one_input_in_one_call_each_match_libtorch(ScalarType type, int width)
+    {
+        using var kernel = new DecodeKernel(2, width);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var generator = new Generator(99);
+        const int Columns = 203;
+        // Row counts that split into different block sizes and leave partial blocks; biases on some.
+        (int Rows, bool Bias)[] shapes = [(37, true), (300, false), (5, true)];
+        var weights = shapes.Select(s => randn([s.Rows, Columns], generator: generator).to(type)).ToArray();
+        var biases = shapes.Select(s => s.Bias ? randn([s.Rows], generator: generator).to(type) : null).ToArray();
+        var x = randn([Columns], generator: generator).to(type);
+        var input = x.to(ScalarType.Float32).contiguous();
+        var outputs = shapes.Select(s => new float[s.Rows]).ToArray();
+        for (int call = 0; call < 2; call++)   // the second call reads float16 weights as trusted finite
+        {
+            fixed (float* o0 = outputs[0], o1 = outputs[1], o2 = outputs[2])
+                kernel.Linear([new(weights[0], biases[0], o0), new(weights[1], biases[1], o1), new(weights[2], biases[2], o2)],
+                    (float*)TorchTypes.DataPointer(input), Columns);
+            for (int i = 0; i < shapes.Length; i++)
+            {
+                var reference = F.linear(x.to(ScalarType.Float64), weights[i].to(ScalarType.Float64), biases[i]?.to(ScalarType.Float64));
+                var actual = tensor(outputs[i]).to(ScalarType.Float64);
+                double error = RelativeError(reference, actual);
+                Assert.True(error <= 1e-5, $"{type}, {width}-bit, call {call}, projection {i}: relative error {error:E2}");
+            }
+        }
+    }
+
     [InferenceFact(Needs.Stories260K, Needs.DecodeKernel)]
     public void Stories260K_greedy_ids_are_the_same_with_the_kernel_as_with_libtorch()
     {
