@@ -259,8 +259,10 @@ internal sealed class LlamaModel
         var key = device + "/" + type;
         if (!_rotary.TryGetValue(key, out var table) || table.Cos.shape[0] < needed)
         {
+            // Doubling: a long generation asks for one more position per token, and regrowing to the exact size each
+            // time would rebuild the tables once per token.
+            long capacity = Math.Max(needed, Math.Max(256, table.Cos is null ? 0 : 2 * table.Cos.shape[0]));
             if (table.Cos is not null) { table.Cos.Dispose(); table.Sin.Dispose(); }
-            long capacity = Math.Max(needed, 256);
             // float32 like transformers: positions ⊗ inverse frequencies, duplicated over both halves.
             using var scope = NewDisposeScope();
             var inv = tensor(_inverseFrequencies.Select(f => (float)f).ToArray(), device: device);

@@ -181,6 +181,19 @@ public sealed class RandomLlamaTests : IDisposable
         return (error, layers);
     }
 
+    [InferenceFact(Needs.DecodeKernel)]
+    public void Decoding_past_the_first_rotary_table_matches_a_full_forward_pass()
+    {
+        // 300 positions: the rotary tables (256 positions at first) grow during the run, under the native layers.
+        var folder = RandomCheckpoints.WriteLlama(_dir.Combine("long"), new LlamaShape { Heads = 4, KvHeads = 2 }, seed: 14);
+        using var session = InferenceSession.Open(folder, null, Base);
+        int[] prompt = [1, 2, 3];
+        var result = session.Generate(prompt, new GenerationOptions { MaxNewTokens = 297, StopTokenIds = [], ReturnScores = true });
+        Assert.True(session.NativeLayerSteps > 0);
+        var full = session.Logits([.. prompt, .. result.GeneratedIds]).Skip(prompt.Length - 1).Take(297).ToArray();
+        LogitAssert.Close(full.Select(r => r.Select(v => (double)v).ToArray()).ToArray(), result.Scores!.ToArray(), 1e-3);
+    }
+
     [Fact]
     public void Misaligned_tensors_fall_back_to_copies_and_compute_the_same()
     {
