@@ -136,7 +136,13 @@ public sealed class RandomLlamaTests : IDisposable
             Assert.True(s.LoadReport.StreamedBytes > 0, "converted disk weights cannot be computed with in place");
             rounded = s.Logits([1, 2, 3, 4]);
         }
-        LogitAssert.Close(exact.Select(r => r.Select(v => (double)v).ToArray()).ToArray(), rounded, 0.1);
+        // bfloat16 keeps 8 significant bits, so each rounding moves a value by up to 0.4 %; through the layers the
+        // logits (of size 1 to 3 here) move by about 0.05 on average at the worst position, and by up to 0.13 in runs
+        // where libtorch's bfloat16 reductions split differently (their order follows its thread count, which other
+        // sessions in the process set). The average stays far smaller.
+        LogitAssert.Close(exact.Select(r => r.Select(v => (double)v).ToArray()).ToArray(), rounded, 0.25);
+        double mean = exact.SelectMany((row, r) => row.Select((v, c) => Math.Abs(v - rounded[r][c]))).Average();
+        Assert.True(mean <= 0.03, $"mean difference {mean:E2} between bfloat16 and float32 logits");
     }
 
     [InferenceTheory(Needs.DecodeKernel)]
@@ -155,8 +161,11 @@ public sealed class RandomLlamaTests : IDisposable
             var (nativeError, layers) = DistanceFromFloat32(folder, LinearKernel.Native);
             Assert.True(layers > 0, "the native one-token layers did not run");
             // The same roundings at the same places; only summation order differs, which flips a last bit now and
-            // then, so neither path is further from exact arithmetic than rounding noise allows.
-            Assert.True(nativeError <= 2 * tensorError + 1e-3, $"seed {seed}: native {nativeError:E2} vs tensor path {tensorError:E2} away from float32");
+            // then, so neither path is further from exact arithmetic than rounding noise allows. Measured here:
+            // float16 0.005–0.018 on both paths, bfloat16 0.03–0.09 (the prompt's prefill runs on libtorch, whose
+            // reduction order follows the thread count other sessions set, so the distances vary from run to run).
+            double slack = type == DType.F16 ? 0.003 : 0.03;
+            Assert.True(nativeError <= 2 * tensorError + slack, $"seed {seed}: native {nativeError:E2} vs tensor path {tensorError:E2} away from float32");
         }
     }
 
