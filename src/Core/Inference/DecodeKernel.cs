@@ -1,6 +1,6 @@
-using System.Runtime.Intrinsics;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -150,7 +150,7 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
         if (format == WeightFormat.F16 && !finite && !_work.SawSpecial(segment)) _finite.TryAdd(weight, Finite);
     }
 
-    /// <summary>Whether <see cref="Linear(ReadOnlySpan{Projection}, float*, long)"/> takes this weight (and bias) for inputs of <paramref name="columns"/>.</summary>
+    /// <summary>Whether the kernel takes this weight (and bias) for inputs of <paramref name="columns"/> values of <paramref name="type"/>: a 2-D contiguous CPU tensor of that type, the bias matching its rows.</summary>
     internal static bool AcceptsWeight(Tensor weight, Tensor? bias, long columns, ScalarType type) =>
         weight.device_type == DeviceType.CPU && weight.dtype == type && FormatOf(type) is not null && weight.dim() == 2 && weight.size(1) == columns
         && weight.size(0) is > 0 and <= int.MaxValue && weight.is_contiguous()
@@ -169,18 +169,15 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
     {
         format = default;
         rows = columns = inputRows = 0;
-        if (weight.device_type != DeviceType.CPU || input.device_type != DeviceType.CPU || weight.dim() != 2) return false;
-        var type = weight.dtype;
-        if (input.dtype != type || FormatOf(type) is not WeightFormat known) return false;
+        if (input.device_type != DeviceType.CPU || input.dim() < 1) return false;
+        var type = input.dtype;
+        columns = input.size(-1);
+        if (columns <= 0 || FormatOf(type) is not WeightFormat known || !AcceptsWeight(weight, bias, columns, type)) return false;
         format = known;
         rows = weight.size(0);
-        columns = weight.size(1);
-        if (rows <= 0 || columns <= 0 || rows > int.MaxValue || input.dim() < 1 || input.size(-1) != columns) return false;
         inputRows = input.numel() / columns;
-        if (inputRows is < 1 or > MaxInputRows || !weight.is_contiguous()) return false;
+        if (inputRows is < 1 or > MaxInputRows) return false;
         if ((weight.requires_grad || input.requires_grad) && is_grad_enabled()) return false;
-        if (bias is not null && (bias.device_type != DeviceType.CPU || bias.dtype != type || bias.dim() != 1 || bias.size(0) != rows || !bias.is_contiguous()))
-            return false;
         return true;
     }
 
