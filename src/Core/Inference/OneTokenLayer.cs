@@ -24,11 +24,11 @@ internal sealed unsafe class OneTokenLayer : IDisposable
 {
     private readonly DecodeKernel _kernel;
     private readonly int _hidden, _heads, _kvHeads, _headDim, _intermediate;
-    private readonly float _eps;
+    private readonly double _eps;
     private float* _memory;
     private readonly float* _x, _h, _norm, _q, _k, _v, _attended, _out, _gate, _up, _first, _second, _cos, _sin;
-    private float* _window;          // scores, then (16-bit caches) the window's keys and values as float32
-    private long _windowCapacity;
+    private float* _attention;       // attention scratch: scores, then (16-bit caches) the window's keys and values as float32
+    private long _attentionCapacity;
     private ScalarType _type;
     private readonly long[] _shape;
     private readonly Dictionary<int, Tensor> _accepted = new();   // per layer: a weight of the block last found acceptable
@@ -36,7 +36,7 @@ internal sealed unsafe class OneTokenLayer : IDisposable
     public OneTokenLayer(DecodeKernel kernel, int hidden, int heads, int kvHeads, int headDim, int intermediate, double eps)
     {
         _kernel = kernel;
-        (_hidden, _heads, _kvHeads, _headDim, _intermediate, _eps) = (hidden, heads, kvHeads, headDim, intermediate, (float)eps);
+        (_hidden, _heads, _kvHeads, _headDim, _intermediate, _eps) = (hidden, heads, kvHeads, headDim, intermediate, eps);
         int q = heads * headDim, kv = kvHeads * headDim;
         long[] sizes = [hidden, hidden, hidden, q, kv, kv, q, hidden, intermediate, intermediate, q, q, headDim, headDim];
         _memory = (float*)NativeMemory.AlignedAlloc((nuint)(sizes.Sum() * sizeof(float)), 64);
@@ -158,13 +158,14 @@ internal sealed unsafe class OneTokenLayer : IDisposable
     /// <summary>transformers' RMSNorm of the residual into <c>_h</c>: weight · (x · rsqrt(mean(x²) + eps)), in float32, rounded to the model's type before the weight multiplies it.</summary>
     private void RmsNorm(Tensor weight)
     {
-        ToFloat((byte*)TorchTypes.DataPointer(weight), _norm, _hidden);
-        float sum = 0;
-        for (int i = 0; i < _hidden; i++) sum += _x[i] * _x[i];
-        float inverse = 1f / MathF.Sqrt(sum / _hidden + _eps);
+        // A float32 weight is read where it lives; a 16-bit one is widened first.
+        byte* stored = (byte*)TorchTypes.DataPointer(weight);
+        float* scale = _type == ScalarType.Float32 ? (float*)stored : _norm;
+        if (scale == _norm) ToFloat(stored, _norm, _hidden);
+        float inverse = OneTokenOps.InverseRms(_x, _hidden, _eps);
         for (int i = 0; i < _hidden; i++) _h[i] = _x[i] * inverse;
         Round(_h, _hidden);
-        Multiply(_h, _norm, _hidden);
+        Multiply(_h, scale, _hidden);
     }
 
     /// <summary>q·cos + rotate_half(q)·sin per head, where rotate_half maps the halves (x1, x2) to (−x2, x1).</summary>
@@ -198,13 +199,13 @@ internal sealed unsafe class OneTokenLayer : IDisposable
         int count = last - first + 1;
         bool converts = _type != ScalarType.Float32;
         long needed = count + (converts ? 2L * count * _headDim : 0);
-        if (needed > _windowCapacity)
+        if (needed > _attentionCapacity)
         {
-            NativeMemory.AlignedFree(_window);
-            _windowCapacity = Math.Max(needed, 2 * _windowCapacity);
-            _window = (float*)NativeMemory.AlignedAlloc((nuint)(_windowCapacity * sizeof(float)), 64);
+            NativeMemory.AlignedFree(_attention);
+            _attentionCapacity = Math.Max(needed, 2 * _attentionCapacity);
+            _attention = (float*)NativeMemory.AlignedAlloc((nuint)(_attentionCapacity * sizeof(float)), 64);
         }
-        float* scores = _window;
+        float* scores = _attention;
         int group = _heads / _kvHeads, size = ElementSize;
         float scale = 1f / MathF.Sqrt(_headDim);
         for (int g = 0; g < _kvHeads; g++)
@@ -213,7 +214,7 @@ internal sealed unsafe class OneTokenLayer : IDisposable
             float* k, v;
             if (converts)
             {
-                k = _window + count;
+                k = _attention + count;
                 v = k + (long)count * _headDim;
                 ToFloat(keys + at * size, k, (long)count * _headDim);
                 ToFloat(values + at * size, v, (long)count * _headDim);
@@ -313,9 +314,9 @@ internal sealed unsafe class OneTokenLayer : IDisposable
     {
         _accepted.Clear();
         NativeMemory.AlignedFree(_memory);
-        NativeMemory.AlignedFree(_window);
+        NativeMemory.AlignedFree(_attention);
         _memory = null;
-        _window = null;
-        _windowCapacity = 0;
+        _attention = null;
+        _attentionCapacity = 0;
     }
 }

@@ -45,7 +45,8 @@ internal static unsafe class OneTokenOps
         return false;
     }
 
-    private static float InverseRms(float* x, long width, double eps)
+    /// <summary>1 / √(mean(x²) + eps), summed in float32 in order (the one-token layer's norm uses it too).</summary>
+    internal static float InverseRms(float* x, long width, double eps)
     {
         float sum = 0;
         for (long i = 0; i < width; i++) sum += x[i] * x[i];
