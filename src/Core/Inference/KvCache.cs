@@ -35,8 +35,8 @@ internal sealed class KvCache : IDisposable
         long t = k.shape[2];
         if (start + t > Capacity)
             throw new BigModelException(BigModelErrorCode.InferenceFailed, $"the sequence outgrew its cache ({start + t} > {Capacity} positions).");
-        var keys = _keys[layer] ??= Allocate(k);
-        var values = _values[layer] ??= Allocate(v);
+        var keys = _keys[layer] ??= Allocate(k.shape[0], k.shape[1], k.shape[3], k.dtype, k.device);
+        var values = _values[layer] ??= Allocate(v.shape[0], v.shape[1], v.shape[3], v.dtype, v.device);
         using (var slot = keys.narrow(2, start, t)) slot.copy_(k);
         using (var slot = values.narrow(2, start, t)) slot.copy_(v);
         return (keys.narrow(2, 0, start + t), values.narrow(2, 0, start + t));
@@ -58,8 +58,8 @@ internal sealed class KvCache : IDisposable
             valueMemory = (byte*)v;
             return;
         }
-        var keys = _keys[layer] ??= TorchTypes.Own(empty([1, kvHeads, Capacity, headDim], type));
-        var values = _values[layer] ??= TorchTypes.Own(empty([1, kvHeads, Capacity, headDim], type));
+        var keys = _keys[layer] ??= Allocate(1, kvHeads, headDim, type, CPU);
+        var values = _values[layer] ??= Allocate(1, kvHeads, headDim, type, CPU);
         // A prompt's keys went in through Append, shaped by its tensors: the same layout, or this path cannot share it.
         long[] expected = [1, kvHeads, Capacity, headDim];
         if (keys.dtype != type || values.dtype != type || keys.device_type != TorchSharp.DeviceType.CPU
@@ -71,8 +71,8 @@ internal sealed class KvCache : IDisposable
     }
 
     // Detached from the forward step's dispose scope: the cache outlives each step's temporaries.
-    private Tensor Allocate(Tensor like) =>
-        TorchTypes.Own(empty([like.shape[0], like.shape[1], Capacity, like.shape[3]], like.dtype, like.device));
+    private Tensor Allocate(long batch, long kvHeads, long headDim, ScalarType type, Device device) =>
+        TorchTypes.Own(empty([batch, kvHeads, Capacity, headDim], type, device));
 
     /// <summary>Bytes one cache of <paramref name="capacity"/> positions takes.</summary>
     public static long Bytes(int layers, int kvHeads, int headDim, int capacity, int elementSize) =>
