@@ -205,7 +205,7 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
         EnsureInputCapacity(needed);
         if (format == WeightFormat.BF16) InputConversion.BF16ToSingle((ushort*)source, _inputs, needed);
         else InputConversion.HalfToScaledSingle((ushort*)source, _inputs, needed, MatVec.InputScale(format));
-        if (MatVec.InterleavesInputs(format, _width)) InputConversion.Interleave(_inputs, m, columns);
+        if (MatVec.InterleavesInputs(format, _width)) InputConversion.Interleave(format, _inputs, m, columns);
         return _inputs;
     }
 
@@ -218,7 +218,7 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
         var factor = Vector256.Create(scale);
         for (; i + 8 <= columns; i += 8) (Vector256.Load(source + i) * factor).Store(_inputs + i);
         for (; i < columns; i++) _inputs[i] = source[i] * scale;
-        if (MatVec.InterleavesInputs(format, _width)) InputConversion.Interleave(_inputs, 1, columns);
+        if (MatVec.InterleavesInputs(format, _width)) InputConversion.Interleave(format, _inputs, 1, columns);
         return _inputs;
     }
 

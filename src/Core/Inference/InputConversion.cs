@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace BigModel.Inference;
@@ -10,6 +11,7 @@ internal static unsafe class InputConversion
     /// (<see cref="F16Weights"/>), which yields value·2⁻¹¹²; two exact multiplications bring it to value·scale.
     /// Blocks holding an infinity or NaN are converted element by element instead.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void HalfToScaledSingle(ushort* source, float* destination, long count, float scale)
     {
         const float TwoTo112 = 5.192296858534828e33f;
@@ -33,6 +35,23 @@ internal static unsafe class InputConversion
         for (; i < count; i++) destination[i] = (float)BitConverter.UInt16BitsToHalf(source[i]) * scale;
     }
 
+    /// <summary>Whether any of <paramref name="count"/> float16 values is an infinity or NaN (exponent bits all ones).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static bool HasNonFiniteHalf(ushort* source, long count)
+    {
+        long i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            // Doubled, a half's bits drop the sign: infinities and NaNs are then the values from 0xF800 up.
+            var highest = Vector256<ushort>.Zero;
+            for (; i + 16 <= count; i += 16) highest = Vector256.Max(highest, Vector256.Load(source + i) << 1);
+            if (Vector256.GreaterThanOrEqualAny(highest, Vector256.Create((ushort)0xF800))) return true;
+        }
+        for (; i < count; i++)
+            if ((source[i] & 0x7C00) == 0x7C00) return true;
+        return false;
+    }
+
     /// <summary>bfloat16 → float32: the bits shifted into the upper half.</summary>
     public static void BF16ToSingle(ushort* source, float* destination, long count)
     {
@@ -46,20 +65,32 @@ internal static unsafe class InputConversion
     }
 
     /// <summary>
-    /// Puts each of <paramref name="rows"/> rows of <paramref name="columns"/> inputs in the order the 16-bit weight
-    /// loops widen weights in (<see cref="IWeightFormat.Load16Interleaved"/>): in every full block of 16, elements
-    /// 4–7 and 8–11 swap places; the remainder of a row stays in order.
+    /// Puts each of <paramref name="rows"/> rows of <paramref name="columns"/> inputs in the order <paramref name="format"/>'s
+    /// 256-bit loops widen weights in (<see cref="IWeightFormat.Slot"/>): in every full block of 16, float16 puts the
+    /// even elements before the odd ones and bfloat16 swaps elements 4–7 with 8–11; the remainder of a row stays in order.
     /// </summary>
-    public static void Interleave(float* x, int rows, long columns)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Interleave(WeightFormat format, float* x, int rows, long columns)
     {
+        var evenThenOdd = Vector256.Create(0, 2, 4, 6, 1, 3, 5, 7);
         for (int r = 0; r < rows; r++)
         {
             float* row = x + r * columns;
             for (long i = 0; i + 16 <= columns; i += 16)
             {
-                var second = Vector128.Load(row + i + 4);
-                Vector128.Load(row + i + 8).Store(row + i + 4);
-                second.Store(row + i + 8);
+                if (format == WeightFormat.F16)
+                {
+                    var first = Vector256.Shuffle(Vector256.Load(row + i), evenThenOdd);
+                    var second = Vector256.Shuffle(Vector256.Load(row + i + 8), evenThenOdd);
+                    Vector256.Create(first.GetLower(), second.GetLower()).Store(row + i);
+                    Vector256.Create(first.GetUpper(), second.GetUpper()).Store(row + i + 8);
+                }
+                else
+                {
+                    var quad = Vector128.Load(row + i + 4);
+                    Vector128.Load(row + i + 8).Store(row + i + 4);
+                    quad.Store(row + i + 8);
+                }
             }
         }
     }
@@ -70,6 +101,7 @@ internal static unsafe class InputConversion
     /// stores its result. Vectorised with integer arithmetic on the bits, since .NET exposes no conversion
     /// instruction.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RoundToHalf(float* values, long count)
     {
         long i = 0;
@@ -97,6 +129,41 @@ internal static unsafe class InputConversion
             }
         }
         for (; i < count; i++) values[i] = (float)(Half)values[i];
+    }
+
+    /// <summary>
+    /// Stores float32 values that are already float16 values (<see cref="RoundToHalf"/> ran on them) as float16 bits:
+    /// <c>(Half)v</c>, vectorised. Multiplying by 2⁻¹¹² moves a half's exponent range onto the bottom of float32's
+    /// (subnormal halves become subnormal floats, exactly), so the bits shifted right by 13 are the half's. Infinities
+    /// and NaNs are set apart. A value that is not a float16 value would be truncated, not rounded.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void HalfValuesToHalf(float* source, ushort* destination, long count)
+    {
+        const float TwoToMinus112 = 1.925929944387236e-34f;
+        long i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var magnitudeMask = Vector256.Create(0x7FFFFFFFu);
+            var infinity = Vector256.Create(0x7F800000u);
+            var down = Vector256.Create(TwoToMinus112);
+            for (; i + 16 <= count; i += 16)
+            {
+                var low = Bits(Vector256.Load((uint*)(source + i)));
+                var high = Bits(Vector256.Load((uint*)(source + i + 8)));
+                Vector256.Narrow(low, high).Store(destination + i);
+            }
+
+            Vector256<uint> Bits(Vector256<uint> bits)
+            {
+                var magnitude = bits & magnitudeMask;
+                var half = (magnitude.AsSingle() * down).AsUInt32() >> 13;
+                half = Vector256.ConditionalSelect(Vector256.Equals(magnitude, infinity), Vector256.Create(0x7C00u), half);
+                half = Vector256.ConditionalSelect(Vector256.GreaterThan(magnitude, infinity), Vector256.Create(0x7E00u), half);
+                return half | ((bits >> 16) & Vector256.Create(0x8000u));
+            }
+        }
+        for (; i < count; i++) destination[i] = BitConverter.HalfToUInt16Bits((Half)source[i]);
     }
 
     /// <summary>Rounds each float32 to the nearest bfloat16 value (ties to even), kept as float32; NaN stays NaN.</summary>

@@ -121,8 +121,8 @@ internal static unsafe class MatVec
         long blocked = interleaved ? k / 16 * 16 : 0;
         for (long i = 0; i < k; i++)
         {
-            // Interleaved inputs hold each full block of 16 with its 2nd and 3rd quads swapped.
-            long at = i < blocked ? (i & ~15L) | ((i & 4) << 1) | ((i & 8) >> 1) | (i & 3) : i;
+            // Interleaved inputs hold each full block of 16 in the order the format widens it.
+            long at = i < blocked ? (i & ~15L) | (long)T.Slot((int)(i & 15)) : i;
             sum += (double)T.Exact(row + i * T.ElementBytes) * (x[at] * unscale);
         }
         return (float)sum;

@@ -31,6 +31,25 @@ public sealed unsafe class InputConversionTests
     }
 
     [Fact]
+    public void Storing_half_values_gives_the_runtime_bits_for_every_float16()
+    {
+        // Every float16 bit pattern, widened, then stored back (an odd count leaves a tail for the scalar loop).
+        var values = new float[65536 + 5];
+        for (int bits = 0; bits < 65536; bits++) values[bits] = (float)BitConverter.UInt16BitsToHalf((ushort)bits);
+        for (int i = 65536; i < values.Length; i++) values[i] = -3.5f * (i - 65535);
+        var stored = new ushort[values.Length];
+        fixed (float* source = values)
+        fixed (ushort* destination = stored)
+            InputConversion.HalfValuesToHalf(source, destination, values.Length);
+        for (int i = 0; i < values.Length; i++)
+        {
+            var expected = (Half)values[i];
+            if (Half.IsNaN(expected)) Assert.True(Half.IsNaN(BitConverter.UInt16BitsToHalf(stored[i])), $"0x{i:X4} should stay NaN");
+            else Assert.True(BitConverter.HalfToUInt16Bits(expected) == stored[i], $"{values[i]:R} stored as 0x{stored[i]:X4}, expected 0x{BitConverter.HalfToUInt16Bits(expected):X4}");
+        }
+    }
+
+    [Fact]
     public void Rounding_to_bfloat16_keeps_the_upper_half_rounded_to_even()
     {
         float[] values = [1f, 1f + MathF.Pow(2, -8), 1f + 3 * MathF.Pow(2, -8), 1f + MathF.Pow(2, -9), float.PositiveInfinity, float.NaN, -2.5f];
