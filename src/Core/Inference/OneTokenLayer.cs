@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using static TorchSharp.torch;
@@ -19,6 +20,10 @@ namespace BigModel.Inference;
 /// bfloat16 models every value is rounded to the model's type wherever the tensor path stores a tensor of it (after
 /// each projection, product, sum and norm step; attention computes in float32 as it does there), so both paths
 /// compute the same numbers.
+/// <para>
+/// Its loops, and the conversions and attention it calls, are compiled fully optimised from the first call
+/// (<c>AggressiveOptimization</c>): tiered compilation would run them unoptimised through a session's first tokens.
+/// </para>
 /// </summary>
 internal sealed unsafe class OneTokenLayer : IDisposable
 {
@@ -27,8 +32,7 @@ internal sealed unsafe class OneTokenLayer : IDisposable
     private readonly double _eps;
     private float* _memory;
     private readonly float* _x, _h, _norm, _q, _k, _v, _attended, _out, _gate, _up, _first, _second, _cos, _sin;
-    private float* _attention;       // attention scratch: scores, then (16-bit caches) the window's keys and values as float32
-    private long _attentionCapacity;
+    private readonly CachedAttention _attention;
     private ScalarType _type;
     private readonly long[] _shape;
     private readonly Dictionary<int, Tensor> _accepted = new();   // per layer: a weight of the block last found acceptable
@@ -46,6 +50,7 @@ internal sealed unsafe class OneTokenLayer : IDisposable
         _attended = Next(q); _out = Next(hidden); _gate = Next(intermediate); _up = Next(intermediate);
         _first = Next(q); _second = Next(q); _cos = Next(headDim); _sin = Next(headDim);
         _shape = [1, 1, hidden];
+        _attention = new CachedAttention(heads, kvHeads, headDim);
     }
 
     /// <summary>
@@ -118,7 +123,7 @@ internal sealed unsafe class OneTokenLayer : IDisposable
             FromFloat(_v + g * _headDim, values + at, _headDim);
         }
         int first = window is int span && position + 1 > span ? position + 1 - span : 0;
-        Attend(keys, values, capacity, first, position);
+        _attention.Run(_type, _q, keys, values, capacity, first, position, _attended);
         Round(_attended, _heads * _headDim);
         Linear(w, "self_attn.o_proj", _attended, _heads * _headDim, _out, _hidden);
         AddInto(_x, _out, _hidden);
@@ -128,11 +133,7 @@ internal sealed unsafe class OneTokenLayer : IDisposable
         _kernel.Linear([Projection(w, "mlp.gate_proj", _gate), Projection(w, "mlp.up_proj", _up)], _h, _hidden);
         Round(_gate, _intermediate);
         Round(_up, _intermediate);
-        for (int i = 0; i < _intermediate; i++)
-        {
-            float g = _gate[i];
-            _gate[i] = g / (1f + MathF.Exp(-g));
-        }
+        Silu(_gate, _intermediate);
         Round(_gate, _intermediate);
         Multiply(_gate, _up, _intermediate);
         Linear(w, "mlp.down_proj", _gate, _intermediate, _out, _hidden);
@@ -169,13 +170,24 @@ internal sealed unsafe class OneTokenLayer : IDisposable
     }
 
     /// <summary>q·cos + rotate_half(q)·sin per head, where rotate_half maps the halves (x1, x2) to (−x2, x1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Rotate(float* x, int heads)
     {
         int half = _headDim / 2;
         for (int h = 0; h < heads; h++)
         {
             float* row = x + h * _headDim, a = _first + h * _headDim, b = _second + h * _headDim;
-            for (int i = 0; i < half; i++)
+            int i = 0;
+            for (; i + 8 <= half; i += 8)
+            {
+                var low = Vector256.Load(row + i);
+                var high = Vector256.Load(row + i + half);
+                (low * Vector256.Load(_cos + i)).Store(a + i);
+                (-high * Vector256.Load(_sin + i)).Store(b + i);
+                (high * Vector256.Load(_cos + i + half)).Store(a + i + half);
+                (low * Vector256.Load(_sin + i + half)).Store(b + i + half);
+            }
+            for (; i < half; i++)
             {
                 a[i] = row[i] * _cos[i];
                 b[i] = -row[i + half] * _sin[i];
@@ -188,65 +200,6 @@ internal sealed unsafe class OneTokenLayer : IDisposable
         Round(_second, n);
         for (int i = 0; i < n; i++) x[i] = _first[i] + _second[i];
         Round(x, n);
-    }
-
-    /// <summary>
-    /// softmax(q·kᵀ / √headDim)·v for each query head over cached positions <paramref name="first"/>..<paramref name="last"/>
-    /// of its key/value head (query heads are grouped in order onto the key/value heads), in float32.
-    /// </summary>
-    private void Attend(byte* keys, byte* values, int capacity, int first, int last)
-    {
-        int count = last - first + 1;
-        bool converts = _type != ScalarType.Float32;
-        long needed = count + (converts ? 2L * count * _headDim : 0);
-        if (needed > _attentionCapacity)
-        {
-            NativeMemory.AlignedFree(_attention);
-            _attentionCapacity = Math.Max(needed, 2 * _attentionCapacity);
-            _attention = (float*)NativeMemory.AlignedAlloc((nuint)(_attentionCapacity * sizeof(float)), 64);
-        }
-        float* scores = _attention;
-        int group = _heads / _kvHeads, size = ElementSize;
-        float scale = 1f / MathF.Sqrt(_headDim);
-        for (int g = 0; g < _kvHeads; g++)
-        {
-            long at = ((long)g * capacity + first) * _headDim;
-            float* k, v;
-            if (converts)
-            {
-                k = _attention + count;
-                v = k + (long)count * _headDim;
-                ToFloat(keys + at * size, k, (long)count * _headDim);
-                ToFloat(values + at * size, v, (long)count * _headDim);
-            }
-            else
-            {
-                k = (float*)keys + at;
-                v = (float*)values + at;
-            }
-            for (int head = g * group; head < (g + 1) * group; head++)
-            {
-                float* q = _q + head * _headDim;
-                float max = float.NegativeInfinity;
-                for (int p = 0; p < count; p++)
-                {
-                    float score = Dot(q, k + (long)p * _headDim, _headDim) * scale;
-                    scores[p] = score;
-                    max = MathF.Max(max, score);
-                }
-                float total = 0;
-                for (int p = 0; p < count; p++)
-                {
-                    float e = MathF.Exp(scores[p] - max);
-                    scores[p] = e;
-                    total += e;
-                }
-                float* output = _attended + head * _headDim;
-                new Span<float>(output, _headDim).Clear();
-                float inverse = 1f / total;
-                for (int p = 0; p < count; p++) AddScaled(output, v + (long)p * _headDim, scores[p] * inverse, _headDim);
-            }
-        }
     }
 
     // ---------------------------------------------------------------- the model's type
@@ -267,14 +220,14 @@ internal sealed unsafe class OneTokenLayer : IDisposable
     /// <summary>Stores values already of the model's type (so the conversion is exact).</summary>
     private void FromFloat(float* source, byte* destination, long count)
     {
-        if (_type == ScalarType.Float16)
-            for (long i = 0; i < count; i++) ((Half*)destination)[i] = (Half)source[i];
+        if (_type == ScalarType.Float16) InputConversion.HalfValuesToHalf(source, (ushort*)destination, count);
         else if (_type == ScalarType.BFloat16)
             for (long i = 0; i < count; i++) ((ushort*)destination)[i] = InputConversion.SingleToBF16(source[i]);
         else new ReadOnlySpan<float>(source, checked((int)count)).CopyTo(new Span<float>(destination, checked((int)count)));
     }
 
     /// <summary>x += y, rounded to the model's type.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void AddInto(float* x, float* y, int n)
     {
         int i = 0;
@@ -284,6 +237,7 @@ internal sealed unsafe class OneTokenLayer : IDisposable
     }
 
     /// <summary>x *= y, rounded to the model's type.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Multiply(float* x, float* y, int n)
     {
         int i = 0;
@@ -292,31 +246,24 @@ internal sealed unsafe class OneTokenLayer : IDisposable
         Round(x, n);
     }
 
-    private static float Dot(float* a, float* b, int n)
+    /// <summary>silu(g) = g / (1 + e⁻ᵍ), in place.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Silu(float* g, int n)
     {
         int i = 0;
-        var sum = Vector256<float>.Zero;
-        for (; i + 8 <= n; i += 8) sum = Vector256.FusedMultiplyAdd(Vector256.Load(a + i), Vector256.Load(b + i), sum);
-        float total = Vector256.Sum(sum);
-        for (; i < n; i++) total += a[i] * b[i];
-        return total;
-    }
-
-    private static void AddScaled(float* output, float* x, float factor, int n)
-    {
-        int i = 0;
-        var f = Vector256.Create(factor);
-        for (; i + 8 <= n; i += 8) Vector256.FusedMultiplyAdd(Vector256.Load(x + i), f, Vector256.Load(output + i)).Store(output + i);
-        for (; i < n; i++) output[i] += x[i] * factor;
+        for (; i + 8 <= n; i += 8)
+        {
+            var v = Vector256.Load(g + i);
+            (v / (Vector256<float>.One + Vector256.Exp(-v))).Store(g + i);
+        }
+        for (; i < n; i++) g[i] /= 1f + MathF.Exp(-g[i]);
     }
 
     public void Dispose()
     {
         _accepted.Clear();
         NativeMemory.AlignedFree(_memory);
-        NativeMemory.AlignedFree(_attention);
         _memory = null;
-        _attention = null;
-        _attentionCapacity = 0;
+        _attention.Dispose();
     }
 }
