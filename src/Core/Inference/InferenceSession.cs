@@ -388,6 +388,7 @@ public sealed class InferenceSession : IDisposable
             {
                 using var cache = new KvCache(model.Layers, capacity);
                 Tensor? logits = null;
+                float[]? lastRow = null;
                 try
                 {
                     for (int step = 0; step < options.MaxNewTokens; step++)
@@ -398,8 +399,8 @@ public sealed class InferenceSession : IDisposable
                         logits = step == 0
                             ? Run(model, inputIds, 0, cache, allPositions: false, cancel)
                             : Run(model, [sequence[^1]], sequence.Count - 1, cache, allPositions: false, cancel);
-                        var row = LastRow(logits);
-                        scores?.Add(row);
+                        var row = LastRow(logits, ref lastRow);
+                        scores?.Add(row.ToArray());
                         int next = sampler.Next(row, sequence);
                         sequence.Add(next);
                         generated.Add(next);
@@ -480,10 +481,17 @@ public sealed class InferenceSession : IDisposable
         return model.Forward(input, start, cache, index => _pipeline.Acquire(index, cancel), allPositions, cancel).MoveToOuterDisposeScope();
     }
 
-    private static float[] LastRow(Tensor logits)
+    /// <summary>
+    /// The last position's logits, copied as one block into <paramref name="buffer"/> (allocated on first use and
+    /// reused every step: a 32000-word vocabulary is 128 KB, which would land on the large-object heap each token).
+    /// </summary>
+    private static unsafe float[] LastRow(Tensor logits, ref float[]? buffer)
     {
         using var scope = NewDisposeScope();
-        return logits[0, -1].to(CPU).contiguous().data<float>().ToArray();
+        var row = logits[0, -1].to(CPU).to(ScalarType.Float32).contiguous();
+        if (buffer is null || buffer.Length != row.numel()) buffer = new float[row.numel()];
+        new ReadOnlySpan<float>((void*)TorchTypes.DataPointer(row), buffer.Length).CopyTo(buffer);
+        return buffer;
     }
 
     private void CheckIds(IReadOnlyList<int> ids, int vocab)

@@ -9,6 +9,7 @@ internal sealed class TokenSampler
 {
     private readonly GenerationOptions _options;
     private readonly SeededRandom _random;
+    private float[] _scores = [];   // the working copy, reused from step to step
 
     public TokenSampler(GenerationOptions options, ulong seed)
     {
@@ -20,7 +21,9 @@ internal sealed class TokenSampler
 
     public int Next(ReadOnlySpan<float> logits, IReadOnlyCollection<int> sequence)
     {
-        var scores = logits.ToArray();
+        if (_scores.Length != logits.Length) _scores = new float[logits.Length];
+        var scores = _scores;
+        logits.CopyTo(scores);
         ApplyRepetitionPenalty(scores, sequence, _options.RepetitionPenalty);
         if (!Samples) return ArgMax(scores);
         ApplyTemperature(scores, _options.Temperature);
