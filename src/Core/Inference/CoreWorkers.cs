@@ -15,6 +15,16 @@ internal interface IParallelWork
 }
 
 /// <summary>
+/// Work the other participants run in the background while the dispatching thread goes on (see
+/// <see cref="CoreWorkers.Start"/>): it claims pieces until none are left or <see cref="Stop"/> is called, which it
+/// must notice within a piece.
+/// </summary>
+internal interface IBackgroundWork : IParallelWork
+{
+    void Stop();
+}
+
+/// <summary>
 /// One thread per core the computation may use, kept alive between calls, so that a matrix-vector product of a
 /// tenth of a millisecond is not dominated by waking pool threads. The dispatching thread takes part as worker 0.
 /// After a job, a worker spins for <see cref="SpinTime"/> waiting for the next one (a decode step issues one
@@ -32,6 +42,7 @@ internal sealed class CoreWorkers : IDisposable
     private readonly object _dispatch = new();
     private readonly long _spinTicks;
     private IParallelWork? _work;
+    private IBackgroundWork? _background;
     private long _generation;
     private long _closed;
     private int _active;
@@ -68,16 +79,13 @@ internal sealed class CoreWorkers : IDisposable
         lock (_dispatch)
         {
             ObjectDisposedException.ThrowIf(_stopping, this);
+            StopBackground();
             if (_threads.Length == 0)
             {
                 work.Execute(0);
                 return;
             }
-            _work = work;
-            _failure = null;
-            Interlocked.Increment(ref _generation);
-            for (int i = 0; i < _threads.Length; i++)
-                if (Interlocked.Exchange(ref _parked[i], 0) == 1) _wake[i].Release();
+            Dispatch(work);
             Exception? own = null;
             try
             {
@@ -87,16 +95,58 @@ internal sealed class CoreWorkers : IDisposable
             {
                 own = e;
             }
-            // Nothing is left to claim: close the job, then wait only for the workers that joined it, which are
-            // finishing their last block. (Both sides use full fences: a worker either sees the job closed or is
-            // counted here.)
-            Interlocked.Exchange(ref _closed, Volatile.Read(ref _generation));
-            var wait = new SpinWait();
-            while (Volatile.Read(ref _active) != 0) wait.SpinOnce(sleep1Threshold: -1);
-            _work = null;
+            Close();
             if (own is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(own);
             if (_failure is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(_failure);
         }
+    }
+
+    /// <summary>
+    /// Starts <paramref name="work"/> on the participants other than the calling thread and returns at once; it runs
+    /// until its pieces run out or the next <see cref="Run"/>, <see cref="Start"/> or <see cref="Dispose"/> stops it.
+    /// For work that only helps the next job along (warming caches), so it is dropped when there are no other
+    /// participants, and a failure in it surfaces from the call that stops it.
+    /// </summary>
+    public void Start(IBackgroundWork work)
+    {
+        lock (_dispatch)
+        {
+            ObjectDisposedException.ThrowIf(_stopping, this);
+            StopBackground();
+            if (_threads.Length == 0) return;
+            _background = work;
+            Dispatch(work);
+        }
+    }
+
+    private void Dispatch(IParallelWork work)
+    {
+        _work = work;
+        _failure = null;
+        Interlocked.Increment(ref _generation);
+        for (int i = 0; i < _threads.Length; i++)
+            if (Interlocked.Exchange(ref _parked[i], 0) == 1) _wake[i].Release();
+    }
+
+    /// <summary>
+    /// Closes the current job, then waits only for the workers that joined it, which are finishing their last piece.
+    /// (Both sides use full fences: a worker either sees the job closed or is counted here.)
+    /// </summary>
+    private void Close()
+    {
+        Interlocked.Exchange(ref _closed, Volatile.Read(ref _generation));
+        var wait = new SpinWait();
+        while (Volatile.Read(ref _active) != 0) wait.SpinOnce(sleep1Threshold: -1);
+        _work = null;
+    }
+
+    private void StopBackground()
+    {
+        if (_background is null) return;
+        _background.Stop();
+        _background = null;
+        Close();
+        if (_failure is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(_failure);
     }
 
     private void Loop(int index)
@@ -156,6 +206,7 @@ internal sealed class CoreWorkers : IDisposable
         lock (_dispatch)
         {
             if (_stopping) return;
+            _background?.Stop();
             _stopping = true;
         }
         for (int i = 0; i < _threads.Length; i++)

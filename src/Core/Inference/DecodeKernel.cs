@@ -38,6 +38,7 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
     private readonly ILinearKernel _fallback;
     private readonly CoreWorkers _workers;
     private readonly LinearWork _work;
+    private readonly CacheWarming _warming = new();
     private readonly int _width;
     private float* _inputs;
     private long _inputCapacity;
@@ -124,6 +125,25 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
             for (int i = 0; i < projections.Length; i++) Trust(format, projections[i].Weight, finite[i], i);
             KernelCalls++;
             _kernelTicks += Stopwatch.GetTimestamp() - started;
+        }
+    }
+
+    /// <summary>
+    /// Starts reading the leading bytes of <paramref name="weights"/>, the next call's in the order it reads them,
+    /// on the cores other than the caller's, and returns at once (<see cref="CacheWarming"/>); the next call stops it.
+    /// Weights that are not contiguous CPU tensors are skipped. Does nothing on one core.
+    /// </summary>
+    internal void Warm(ReadOnlySpan<Tensor> weights)
+    {
+        if (_workers.Count < 2) return;
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _warming.Begin();
+            foreach (var w in weights)
+                if (w.device_type == DeviceType.CPU && w.is_contiguous())
+                    _warming.Add((byte*)TorchTypes.DataPointer(w), w.numel() * w.element_size());
+            if (_warming.Bytes > 0) _workers.Start(_warming);
         }
     }
 

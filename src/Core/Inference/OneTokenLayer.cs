@@ -23,6 +23,8 @@ namespace BigModel.Inference;
 /// <para>
 /// Its loops, and the conversions and attention it calls, are compiled fully optimised from the first call
 /// (<c>AggressiveOptimization</c>): tiered compilation would run them unoptimised through a session's first tokens.
+/// While it computes between projections, the other cores read the next projection's weights into the caches
+/// (<see cref="DecodeKernel.Warm"/>).
 /// </para>
 /// </summary>
 internal sealed unsafe class OneTokenLayer : IDisposable
@@ -109,6 +111,7 @@ internal sealed unsafe class OneTokenLayer : IDisposable
         // Attention.
         RmsNorm(w["input_layernorm.weight"]);
         _kernel.Linear([Projection(w, "self_attn.q_proj", _q), Projection(w, "self_attn.k_proj", _k), Projection(w, "self_attn.v_proj", _v)], _h, _hidden);
+        _kernel.Warm([w["self_attn.o_proj.weight"]]);
         Round(_q, _heads * _headDim);
         Round(_k, _kvHeads * _headDim);
         Round(_v, _kvHeads * _headDim);
@@ -126,11 +129,13 @@ internal sealed unsafe class OneTokenLayer : IDisposable
         _attention.Run(_type, _q, keys, values, capacity, first, position, _attended);
         Round(_attended, _heads * _headDim);
         Linear(w, "self_attn.o_proj", _attended, _heads * _headDim, _out, _hidden);
+        _kernel.Warm([w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"]]);
         AddInto(_x, _out, _hidden);
 
         // SwiGLU MLP.
         RmsNorm(w["post_attention_layernorm.weight"]);
         _kernel.Linear([Projection(w, "mlp.gate_proj", _gate), Projection(w, "mlp.up_proj", _up)], _h, _hidden);
+        _kernel.Warm([w["mlp.down_proj.weight"]]);
         Round(_gate, _intermediate);
         Round(_up, _intermediate);
         Silu(_gate, _intermediate);

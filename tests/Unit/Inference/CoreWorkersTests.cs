@@ -62,6 +62,106 @@ public sealed class CoreWorkersTests
         Assert.All(work.Runs, r => Assert.Equal(1, r));
     }
 
+    /// <summary>Background work: claims pieces until stopped, records who ran each and whether anyone is still inside.</summary>
+    private sealed class BackgroundWork(int count, bool fail = false) : IBackgroundWork
+    {
+        private int _next;
+        private volatile bool _stopped;
+        public int Inside;
+        public volatile bool Entered;
+        public int[] Runs { get; } = new int[count];
+        public int[] RanOn { get; } = Enumerable.Repeat(-1, count).ToArray();
+
+        public void Stop() => _stopped = true;
+
+        public void Execute(int worker)
+        {
+            Interlocked.Increment(ref Inside);
+            Entered = true;
+            try
+            {
+                if (fail) throw new InvalidOperationException("background piece failed");
+                int piece;
+                while (!_stopped && (piece = Interlocked.Increment(ref _next) - 1) < Runs.Length)
+                {
+                    Interlocked.Increment(ref Runs[piece]);
+                    RanOn[piece] = worker;
+                    Thread.SpinWait(200);
+                }
+            }
+            finally
+            {
+                Interlocked.Decrement(ref Inside);
+            }
+        }
+    }
+
+    [Fact]
+    public void Background_work_runs_on_the_other_workers_until_the_next_job_stops_it()
+    {
+        using var workers = new CoreWorkers(3);
+        for (int round = 0; round < 200; round++)
+        {
+            var background = new BackgroundWork(100_000);
+            workers.Start(background);
+            if (round % 2 == 0) Thread.SpinWait(2000);
+            var job = new CountingWork(50);
+            workers.Run(job);
+            Assert.Equal(0, Volatile.Read(ref background.Inside));
+            Assert.All(job.Runs, r => Assert.Equal(1, r));
+            Assert.True(background.Runs.Count(r => r > 0) < background.Runs.Length, "the background work should have been stopped");
+            Assert.All(background.Runs, r => Assert.InRange(r, 0, 1));
+            Assert.DoesNotContain(0, background.RanOn);
+        }
+    }
+
+    [Fact]
+    public void Background_work_left_alone_runs_each_piece_once()
+    {
+        using var workers = new CoreWorkers(2);
+        var background = new BackgroundWork(500);
+        workers.Start(background);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (background.Runs.Any(r => r == 0) && DateTime.UtcNow < deadline) Thread.Sleep(1);
+        workers.Run(new CountingWork(10));
+        Assert.All(background.Runs, r => Assert.Equal(1, r));
+        Assert.All(background.RanOn, w => Assert.Equal(1, w));
+    }
+
+    [Fact]
+    public void Background_work_is_dropped_on_one_core_and_its_failure_surfaces_from_the_next_job()
+    {
+        using (var single = new CoreWorkers(1))
+        {
+            var background = new BackgroundWork(10);
+            single.Start(background);
+            single.Run(new CountingWork(10));
+            Assert.All(background.Runs, r => Assert.Equal(0, r));
+        }
+
+        using var workers = new CoreWorkers(2);
+        var failing = new BackgroundWork(10, fail: true);
+        workers.Start(failing);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!failing.Entered && DateTime.UtcNow < deadline) Thread.Sleep(1);
+        Assert.Throws<InvalidOperationException>(() => workers.Run(new CountingWork(10)));
+        var after = new CountingWork(10);
+        workers.Run(after);
+        Assert.All(after.Runs, r => Assert.Equal(1, r));
+    }
+
+    [Fact]
+    public void Disposing_stops_background_work()
+    {
+        var workers = new CoreWorkers(2);
+        var background = new BackgroundWork(1_000_000);
+        workers.Start(background);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!background.Entered && DateTime.UtcNow < deadline) Thread.Sleep(1);
+        workers.Dispose();
+        Assert.Equal(0, Volatile.Read(ref background.Inside));
+    }
+
     [Fact]
     public void Read_bandwidth_is_measured_with_the_workers()
     {

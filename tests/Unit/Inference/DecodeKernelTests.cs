@@ -144,6 +144,36 @@ public sealed class DecodeKernelTests
             Assert.Equal(double.PositiveInfinity, kernel.Linear(input, special, null).to(ScalarType.Float64)[0, 2].item<double>());
     }
 
+    [InferenceFact(Needs.DecodeKernel)]
+    public unsafe void Warming_the_next_weights_leaves_the_results_alone()
+    {
+        var kernel = new DecodeKernel(2);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var generator = new Generator(5);
+        const int Columns = 96;
+        var weights = new[] { randn([300, Columns], generator: generator).to(ScalarType.Float16), randn([70, Columns], generator: generator).to(ScalarType.Float16) };
+        var transposed = randn([Columns, 40], generator: generator).to(ScalarType.Float16).t();   // not contiguous: skipped
+        var x = randn([Columns], generator: generator).to(ScalarType.Float16);
+        var input = x.to(ScalarType.Float32).contiguous();
+        var outputs = new[] { new float[300], new float[70] };
+        for (int call = 0; call < 50; call++)
+        {
+            kernel.Warm([weights[0], transposed, weights[1]]);
+            if (call % 2 == 0) Thread.SpinWait(1000);
+            fixed (float* o0 = outputs[0], o1 = outputs[1])
+                kernel.Linear([new(weights[0], null, o0), new(weights[1], null, o1)], (float*)TorchTypes.DataPointer(input), Columns);
+            for (int i = 0; i < 2; i++)
+            {
+                double error = RelativeError(F.linear(x.to(ScalarType.Float64), weights[i].to(ScalarType.Float64)), tensor(outputs[i]).to(ScalarType.Float64));
+                Assert.True(error <= 1e-5, $"call {call}, projection {i}: relative error {error:E2}");
+            }
+        }
+        kernel.Warm([weights[1]]);
+        kernel.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => kernel.Warm([weights[0]]));
+    }
+
     [InferenceTheory(Needs.DecodeKernel)]
     [InlineData(ScalarType.Float32, 256)]
     [InlineData(ScalarType.Float16, 256)]
