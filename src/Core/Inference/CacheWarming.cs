@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace BigModel.Inference;
@@ -54,6 +55,7 @@ internal sealed unsafe class CacheWarming : IBackgroundWork
 
     public void Stop() => _stopped = true;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Execute(int worker)
     {
         var sink = Vector256<byte>.Zero;

@@ -360,7 +360,11 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
             }
         }
 
-        /// <summary>Adds the bias and writes the block in the output's type (round to nearest even, as torch does).</summary>
+        /// <summary>
+        /// Adds the bias and writes the block in the output's type (round to nearest even, as torch does). float16
+        /// outputs are rounded and stored vectorised: the runtime's scalar conversion took about 10 ns a value, a
+        /// third of a millisecond per token for a 32000-word head.
+        /// </summary>
         private void Store(in Segment segment, float* scratch, int from, int to)
         {
             int count = to - from;
@@ -368,20 +372,20 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
             {
                 float* src = scratch + (long)j * segment.BlockRows;
                 long at = (long)j * segment.Rows + from;
-                for (int i = 0; i < count; i++)
+                if (segment.Bias is not null)
+                    for (int i = 0; i < count; i++) src[i] += BiasAt(segment.Bias, from + i);
+                if (_floatOutput)
                 {
-                    float value = src[i];
-                    if (segment.Bias is not null) value += BiasAt(segment.Bias, from + i);
-                    if (_floatOutput)
-                    {
-                        ((float*)segment.Output)[at + i] = value;
-                        continue;
-                    }
-                    switch (_format)
-                    {
-                        case WeightFormat.F16: ((Half*)segment.Output)[at + i] = (Half)value; break;
-                        default: ((ushort*)segment.Output)[at + i] = InputConversion.SingleToBF16(value); break;
-                    }
+                    new ReadOnlySpan<float>(src, count).CopyTo(new Span<float>((float*)segment.Output + at, count));
+                }
+                else if (_format == WeightFormat.F16)
+                {
+                    InputConversion.RoundToHalf(src, count);
+                    InputConversion.HalfValuesToHalf(src, (ushort*)segment.Output + at, count);
+                }
+                else
+                {
+                    for (int i = 0; i < count; i++) ((ushort*)segment.Output)[at + i] = InputConversion.SingleToBF16(src[i]);
                 }
             }
         }
