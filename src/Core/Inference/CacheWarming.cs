@@ -8,8 +8,7 @@ namespace BigModel.Inference;
 /// while the caller computes what comes before that call (attention, norms, activations). Between its matrix-vector
 /// products a decode step has tens of microseconds of such arithmetic per projection, milliseconds per token, during
 /// which the memory bus would otherwise stand idle and the other cores spin. Lines read here go to that core's
-/// cache and, evicted, to the shared last-level cache, from where the next call reads them several times faster than
-/// from memory. It reads in the order the call claims its blocks, stops at <see cref="MaxBytes"/> (well inside a
+/// cache and, evicted, to the shared last-level cache, from where the next call reads them faster than from memory. It reads in the order the call claims its blocks, stops at <see cref="MaxBytes"/> (well inside a
 /// last-level cache, so the first lines are not evicted by the last) and is stopped by the next dispatch.
 /// </summary>
 internal sealed unsafe class CacheWarming : IBackgroundWork
@@ -29,7 +28,7 @@ internal sealed unsafe class CacheWarming : IBackgroundWork
     private volatile bool _stopped;
     private Vector256<byte> _sink;
 
-    /// <summary>Clears the ranges for a new warming.</summary>
+    /// <summary>Clears the ranges for a new warming (not while one runs: stop it first).</summary>
     public void Begin()
     {
         _count = 0;

@@ -119,6 +119,12 @@ internal sealed class CoreWorkers : IDisposable
         }
     }
 
+    /// <summary>Stops the background work, if any, and returns when no worker runs it any more.</summary>
+    public void Stop()
+    {
+        lock (_dispatch) StopBackground();
+    }
+
     private void Dispatch(IParallelWork work)
     {
         _work = work;

@@ -139,6 +139,8 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            // The warming object is reused: the one still running must be stopped before its ranges change.
+            _workers.Stop();
             _warming.Begin();
             foreach (var w in weights)
                 if (w.device_type == DeviceType.CPU && w.is_contiguous())

@@ -116,6 +116,24 @@ public sealed class CoreWorkersTests
     }
 
     [Fact]
+    public void Stopping_background_work_waits_for_it_and_leaves_the_workers_usable()
+    {
+        using var workers = new CoreWorkers(2);
+        for (int round = 0; round < 100; round++)
+        {
+            var background = new BackgroundWork(100_000);
+            workers.Start(background);
+            if (round % 2 == 0) Thread.SpinWait(2000);
+            workers.Stop();
+            Assert.Equal(0, Volatile.Read(ref background.Inside));
+            workers.Stop();
+        }
+        var job = new CountingWork(20);
+        workers.Run(job);
+        Assert.All(job.Runs, r => Assert.Equal(1, r));
+    }
+
+    [Fact]
     public void Background_work_left_alone_runs_each_piece_once()
     {
         using var workers = new CoreWorkers(2);
