@@ -131,11 +131,11 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
     /// <summary>
     /// Starts reading the leading bytes of <paramref name="weights"/>, the next call's in the order it reads them,
     /// on the cores other than the caller's, and returns at once (<see cref="CacheWarming"/>); the next call stops it.
-    /// Weights that are not contiguous CPU tensors are skipped. Does nothing on one core.
+    /// Weights that are not contiguous CPU tensors are skipped. Does nothing on one core. Returns whether it started.
     /// </summary>
-    internal void Warm(ReadOnlySpan<Tensor> weights)
+    internal bool Warm(ReadOnlySpan<Tensor> weights)
     {
-        if (_workers.Count < 2) return;
+        if (_workers.Count < 2) return false;
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
@@ -145,7 +145,9 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
             foreach (var w in weights)
                 if (w.device_type == DeviceType.CPU && w.is_contiguous())
                     _warming.Add((byte*)TorchTypes.DataPointer(w), w.numel() * w.element_size());
-            if (_warming.Bytes > 0) _workers.Start(_warming);
+            if (_warming.Bytes == 0) return false;
+            _workers.Start(_warming);
+            return true;
         }
     }
 

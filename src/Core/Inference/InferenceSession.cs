@@ -104,6 +104,9 @@ public sealed class InferenceSession : IDisposable
     /// <summary>Decoder layers run whole by the native one-token path (<see cref="OneTokenLayer"/>) since the session opened.</summary>
     public long NativeLayerSteps => _llama?.NativeLayerSteps ?? 0;
 
+    /// <summary>Layer boundaries at which the other cores read the next layer's first weights ahead (resident layers, two or more threads).</summary>
+    internal long NextLayerWarms => _llama?.NextLayerWarms ?? 0;
+
     /// <summary>Wall time the native kernel spent in those calls (the rest of a step is libtorch and the engine).</summary>
     public TimeSpan NativeLinearTime => _kernel?.KernelTime ?? TimeSpan.Zero;
 

@@ -43,6 +43,9 @@ internal sealed class LlamaModel
     /// <summary>Layers run by <see cref="OneTokenLayer"/> so far.</summary>
     public long NativeLayerSteps { get; private set; }
 
+    /// <summary>Layer boundaries at which the next layer's first projections were warmed (see <see cref="OneTokenLayer"/>).</summary>
+    public long NextLayerWarms => _oneTokenLayer?.NextLayerWarms ?? 0;
+
     /// <summary>The blocks in forward order; see the class summary.</summary>
     public IReadOnlyList<ModelBlock> Blocks { get; }
 

@@ -24,7 +24,7 @@ namespace BigModel.Inference;
 /// Its loops, and the conversions and attention it calls, are compiled fully optimised from the first call
 /// (<c>AggressiveOptimization</c>): tiered compilation would run them unoptimised through a session's first tokens.
 /// While it computes between projections, the other cores read the next projection's weights into the caches
-/// (<see cref="DecodeKernel.Warm"/>).
+/// (<see cref="DecodeKernel.Warm"/>), and between layers the next layer's q, k and v when they are persistent.
 /// </para>
 /// </summary>
 internal sealed unsafe class OneTokenLayer : IDisposable
@@ -38,6 +38,7 @@ internal sealed unsafe class OneTokenLayer : IDisposable
     private ScalarType _type;
     private readonly long[] _shape;
     private readonly Dictionary<int, Tensor> _accepted = new();   // per layer: a weight of the block last found acceptable
+    private readonly Dictionary<int, Tensor[]> _firstProjections = new();   // per persistent layer: q, k and v, warmed by the layer before
 
     public OneTokenLayer(DecodeKernel kernel, int hidden, int heads, int kvHeads, int headDim, int intermediate, double eps)
     {
@@ -142,12 +143,28 @@ internal sealed unsafe class OneTokenLayer : IDisposable
         Round(_gate, _intermediate);
         Multiply(_gate, _up, _intermediate);
         Linear(w, "mlp.down_proj", _gate, _intermediate, _out, _hidden);
+        WarmNextLayer(layer, w);
         AddInto(_x, _out, _hidden);
 
         var result = empty(_shape, _type);
         FromFloat(_x, (byte*)TorchTypes.DataPointer(result), _hidden);
         return result;
     }
+
+    /// <summary>
+    /// Between layers the engine hands over the hidden state and the next block, and the next layer norms it: the
+    /// longest stretch without a kernel call in a step. When the next layer's weights are persistent (this path saw
+    /// them on an earlier token), the other cores read its q, k and v in the meantime.
+    /// </summary>
+    private void WarmNextLayer(int layer, BlockWeights w)
+    {
+        if (w.Persistent && !_firstProjections.ContainsKey(layer))
+            _firstProjections[layer] = [w["self_attn.q_proj.weight"], w["self_attn.k_proj.weight"], w["self_attn.v_proj.weight"]];
+        if (_firstProjections.TryGetValue(layer + 1, out var next) && _kernel.Warm(next)) NextLayerWarms++;
+    }
+
+    /// <summary>Times a layer had the next layer's q, k and v warmed (see <see cref="WarmNextLayer"/>).</summary>
+    public long NextLayerWarms { get; private set; }
 
     private int ElementSize => _type == ScalarType.Float32 ? 4 : 2;
 
@@ -267,6 +284,7 @@ internal sealed unsafe class OneTokenLayer : IDisposable
     public void Dispose()
     {
         _accepted.Clear();
+        _firstProjections.Clear();
         NativeMemory.AlignedFree(_memory);
         _memory = null;
         _attention.Dispose();

@@ -24,6 +24,7 @@ internal sealed class WeightPipeline : IDisposable
     private readonly Dictionary<string, CudaCopyStream> _copiers = new(StringComparer.Ordinal);
     private readonly StagingRing? _ring;
     private readonly Dictionary<string, SafeFileHandle?> _unbuffered = new(StringComparer.Ordinal); // null: the file system offers none
+    private readonly HashSet<int> _persistent;   // blocks whose weights are all resident: their tensors live as long as the session
     private Prefetcher? _prefetcher;
     private bool _disposed;
 
@@ -33,6 +34,8 @@ internal sealed class WeightPipeline : IDisposable
         _reader = reader;
         _options = options;
         _offloaded = plan.Routes.Where(r => r.NeedsWork).Select(r => r.Block.Index).ToArray();
+        _persistent = plan.Routes.Where(r => !r.NeedsWork && r.Block.Tensors.All(t => plan.Slots[t.Source.Name].Mode == SlotMode.Resident))
+            .Select(r => r.Block.Index).ToHashSet();
         for (int i = 0; i < _offloaded.Length; i++) _cyclePosition[_offloaded[i]] = i;
         _ring = CreateRing();
     }
@@ -162,7 +165,7 @@ internal sealed class WeightPipeline : IDisposable
             prepared?.Dispose();
             if (_options.ReleasesDiskPages) ReleaseMappedPages(route);
             release?.Invoke();
-        });
+        }, persistent: _persistent.Contains(route.Block.Index));
     }
 
     private void ReleaseMappedPages(BlockRoute route)

@@ -203,6 +203,34 @@ public sealed class RandomLlamaTests : IDisposable
         LogitAssert.Close(full.Select(r => r.Select(v => (double)v).ToArray()).ToArray(), result.Scores!.ToArray(), 1e-3);
     }
 
+    [InferenceTheory(Needs.DecodeKernel)]
+    [InlineData(DType.F32)]
+    [InlineData(DType.F16)]
+    public void Two_cores_warming_ahead_decode_as_one_core_does(DType type)
+    {
+        // With two threads the other core reads upcoming weights between kernel calls, and between layers the next
+        // layer's q, k and v when that layer is resident; the results must not move.
+        var folder = RandomCheckpoints.WriteLlama(_dir.Combine("warm-" + type), new LlamaShape { Layers = 4, DType = type }, seed: 21);
+        int[] prompt = [1, 4, 7];
+        var generation = new GenerationOptions { MaxNewTokens = 10, StopTokenIds = [], ReturnScores = true };
+        var lastOnDisk = new Dictionary<string, string> { ["model.layers.3"] = "disk", [""] = "cpu" };
+        foreach (var placement in new[] { null, lastOnDisk })
+        {
+            using var one = InferenceSession.Open(folder, placement, Base);
+            using var two = InferenceSession.Open(folder, placement, Base with { Threads = 2 });
+            var expected = one.Generate(prompt, generation);
+            var actual = two.Generate(prompt, generation);
+            Assert.Equal(expected.GeneratedIds, actual.GeneratedIds);
+            LogitAssert.Close(expected.Scores!.Select(r => r.Select(v => (double)v).ToArray()).ToArray(), actual.Scores!.ToArray(), 1e-5);
+            Assert.True(two.NativeLayerSteps > 0);
+            Assert.Equal(0, one.NextLayerWarms);
+            // Nine decode steps see layers 0-2 resident (layer 3 only in the second placement's), each warmed by its
+            // predecessor once it has been seen: from the second step on.
+            long boundaries = placement is null ? 3 : 2;
+            Assert.Equal(boundaries * (generation.MaxNewTokens - 2), two.NextLayerWarms);
+        }
+    }
+
     [Fact]
     public void Misaligned_tensors_fall_back_to_copies_and_compute_the_same()
     {
