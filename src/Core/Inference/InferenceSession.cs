@@ -632,6 +632,7 @@ public sealed class InferenceSession : IDisposable
             _kernel?.Dispose();
             _llama?.ReleaseCaches();
             Tokenizer?.Dispose();
+            NativeHeap.Trim();
         }
     }
 }
