@@ -158,7 +158,9 @@ internal sealed class CoreWorkers : IDisposable
     private void Loop(int index)
     {
         int slot = index - 1;
-        long seen = Volatile.Read(ref _generation);
+        // Generations start at 0 (none dispatched). A thread that starts late, after a dispatch, must still see that
+        // job as new: background work has no other participant to run it. A closed job it skips as usual.
+        long seen = 0;
         while (true)
         {
             long idleSince = Stopwatch.GetTimestamp();
