@@ -42,10 +42,10 @@ internal static unsafe class InputConversion
         long i = 0;
         if (Vector256.IsHardwareAccelerated)
         {
-            // Doubled, a half's bits drop the sign: infinities and NaNs are then the values from 0xF800 up.
+            // The kernel's watch on float16 weights: the doubled bits (sign dropped), judged by F16Weights.IsSpecial.
             var highest = Vector256<ushort>.Zero;
             for (; i + 16 <= count; i += 16) highest = Vector256.Max(highest, Vector256.Load(source + i) << 1);
-            if (Vector256.GreaterThanOrEqualAny(highest, Vector256.Create((ushort)0xF800))) return true;
+            if (F16Weights.IsSpecial(highest)) return true;
         }
         for (; i < count; i++)
             if ((source[i] & 0x7C00) == 0x7C00) return true;
