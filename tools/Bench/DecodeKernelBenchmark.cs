@@ -22,6 +22,7 @@ public sealed class DecodeKernelBenchmark : IBenchmark
         int rounds = context.Quick ? 2 : 3;
         var rows = new StringBuilder();
         var bandwidths = new List<double>();
+        using var probe = new MemoryBandwidth.Probe(ProbeBytes, threads);
         foreach (var type in new[] { DType.F32, DType.F16 })
         {
             var folder = Path.Combine(context.ScratchDirectory, "llama-1b-" + type.ToString().ToLowerInvariant());
@@ -30,23 +31,23 @@ public sealed class DecodeKernelBenchmark : IBenchmark
             var kernels = new[] { LinearKernel.Native, LinearKernel.LibTorch };
             var best = new Sample?[kernels.Length];
             var ids = new HashSet<string>();
-            // Rounds interleave the cases, so that load from elsewhere on the machine spreads over all of them. The
-            // read bandwidth is measured just before and just after each case: on a shared machine it moves by a
-            // third within minutes, so each case is held against the floor of its own moment (the better of the
-            // two), and keeps its round with the lowest ratio to it. The run's best bandwidth gives the stricter
-            // floor, reported beside it.
+            // Rounds interleave the cases, so that load from elsewhere on the machine spreads over all of them. On a
+            // shared machine the read bandwidth moves by a third within seconds, so each token is held against a
+            // reading taken just before it ("paired"); each case also against the better of two 1 GiB readings
+            // just before and just after it, and against the run's best reading ("strict"). A case keeps its round
+            // with the lowest paired ratio.
             for (int round = 0; round < rounds; round++)
             {
                 for (int i = 0; i < kernels.Length; i++)
                 {
                     double before = Bandwidth(bandwidths, threads);
-                    var run = Measure(folder, new InferenceOptions { Threads = threads, LinearKernel = kernels[i] }, tokens);
+                    var run = Measure(folder, new InferenceOptions { Threads = threads, LinearKernel = kernels[i] }, tokens, probe, bytes);
                     double after = Bandwidth(bandwidths, threads);
-                    run = run with { Floor = bytes / Math.Max(before, after) * 1000 };
+                    run = run with { CaseFloor = bytes / Math.Max(before, after) * 1000 };
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"{type}, {kernels[i]}: median {run.Median:F1} ms/token, mean {run.Mean:F1}, min {run.Min:F1}, native linear {run.LinearPerToken:F1} ms/token, floor {run.Floor:F1} ms ({run.Median / run.Floor:F2}×)"));
+                        $"{type}, {kernels[i]}: median {run.Median:F1} ms/token, min {run.Min:F1}, native linear {run.LinearPerToken:F1} ms/token, paired floor {run.PairedFloor:F1} ms ({run.PairedRatio:F2}×), case floor {run.CaseFloor:F1} ms ({run.Median / run.CaseFloor:F2}×)"));
                     ids.Add(run.Ids);
-                    if (best[i] is not Sample b || run.Median / run.Floor < b.Median / b.Floor) best[i] = run;
+                    if (best[i] is not Sample b || run.PairedRatio < b.PairedRatio) best[i] = run;
                 }
             }
             double strictFloor = bytes / bandwidths.Max() * 1000;
@@ -55,7 +56,7 @@ public sealed class DecodeKernelBenchmark : IBenchmark
                 var r = best[i]!;
                 string linear = kernels[i] == LinearKernel.Native ? r.LinearPerToken.ToString("F1", CultureInfo.InvariantCulture) : "—";
                 rows.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                    $"| {type}, {kernels[i]} | {r.Median:F1} | {r.Mean:F1} | {r.Min:F1} | {linear} | {bytes / 1e9:F3} GB | {r.Floor:F1} | {r.Median / r.Floor:F2}× | {strictFloor:F1} | {r.Median / strictFloor:F2}× | {(ids.Count == 1 ? "same" : "DIFFERENT")} |"));
+                    $"| {type}, {kernels[i]} | {r.Median:F1} | {r.Min:F1} | {linear} | {bytes / 1e9:F3} GB | {r.PairedFloor:F1} | {r.PairedRatio:F2}× | {r.CaseFloor:F1} | {r.Median / r.CaseFloor:F2}× | {strictFloor:F1} | {r.Median / strictFloor:F2}× | {(ids.Count == 1 ? "same" : "DIFFERENT")} |"));
             }
         }
         return string.Create(CultureInfo.InvariantCulture, $"""
@@ -64,21 +65,31 @@ public sealed class DecodeKernelBenchmark : IBenchmark
             The generated Llama (hidden 1024, intermediate 2816, 18 layers, vocab 32000, untied head) in F32 and in F16,
             all weights resident, greedy decoding from token 1, {tokens} tokens after the first, {threads} threads.
             Decoding one token reads every weight except the embedding table once, so its floor is those bytes ÷ the
-            read bandwidth, measured in this run by {threads} workers summing a 1 GiB buffer, just before and just after
-            each case ("floor", from the better of the two), and as the best of the whole run ("strict floor":
-            {bandwidths.Max() / 1e9:F1} GB/s; all: {string.Join(" / ", bandwidths.Select(b => (b / 1e9).ToString("F1", CultureInfo.InvariantCulture)))}).
+            read bandwidth, measured in this run by {threads} workers summing a buffer, three ways:
+            - "paired": a reading just before each token (the better of {ProbePasses} passes over {ProbeBytes >> 20} MiB); each token's time is divided by the floor of its
+              own reading, and the column gives the median of those ratios (and the floor at the median reading);
+            - "case": the better of two 1 GiB readings just before and just after each case;
+            - "strict": the best 1 GiB reading of the whole run ({bandwidths.Max() / 1e9:F1} GB/s; all: {string.Join(" / ", bandwidths.Select(b => (b / 1e9).ToString("F1", CultureInfo.InvariantCulture)))}).
             "Native" is BigModel's decode kernel, "LibTorch" libtorch's linear layers (InferenceOptions.LinearKernel).
-            The cases run interleaved in {rounds} rounds; each row is the round with the lowest ratio to its floor.
-            "In kernel" is the time the native kernel's calls took per token; the rest of a step is the engine and
-            libtorch's other operations. The last column says whether every run generated the same tokens.
+            The cases run interleaved in {rounds} rounds; each row is the round with the lowest paired ratio.
+            Token times exclude the readings between them. "In kernel" is the time the native kernel's calls took per
+            token; the rest of a step is the engine and libtorch's other operations. The last column says whether every
+            run generated the same tokens.
 
-            | case | decode ms/token (median) | mean | min | in kernel ms/token | bytes/token | floor ms | median vs floor | strict floor ms | median vs strict floor | tokens |
-            |---|---|---|---|---|---|---|---|---|---|---|
+            | case | decode ms/token (median) | min | in kernel ms/token | bytes/token | paired floor ms | vs paired floor (median) | case floor ms | median vs case floor | strict floor ms | median vs strict floor | tokens |
+            |---|---|---|---|---|---|---|---|---|---|---|---|
             {rows}
             """);
     }
 
-    private sealed record Sample(double Median, double Mean, double Min, double LinearPerToken, string Ids, double Floor = 0);
+    /// <summary>
+    /// The reading before each token: the better of two passes over 128 MiB (about 6 ms each), as the 1 GiB readings
+    /// take the best of three: the first pass also wakes the probe's workers.
+    /// </summary>
+    private const long ProbeBytes = 128L << 20;
+    private const int ProbePasses = 2;
+
+    private sealed record Sample(double Median, double Min, double LinearPerToken, string Ids, double PairedFloor, double PairedRatio, double CaseFloor = 0);
 
     private static double Bandwidth(List<double> all, int threads)
     {
@@ -87,15 +98,40 @@ public sealed class DecodeKernelBenchmark : IBenchmark
         return all[^1];
     }
 
-    private static Sample Measure(string folder, InferenceOptions options, int tokens)
+    private static Sample Measure(string folder, InferenceOptions options, int tokens, MemoryBandwidth.Probe probe, long bytes)
     {
         using var session = InferenceSession.Open(folder, null, options);
         session.Generate([1], new GenerationOptions { MaxNewTokens = 3, StopTokenIds = [] });
         var before = session.NativeLinearTime;
-        var result = session.Generate([1], new GenerationOptions { MaxNewTokens = tokens + 1, StopTokenIds = [] });
+        // After each token, a reading for the next one. A token's latency runs from the previous token's arrival, so
+        // it includes the reading; the reading's own time is taken off again.
+        var readings = new List<(double BytesPerSecond, double Ms)>();
+        var result = session.Generate([1], new GenerationOptions { MaxNewTokens = tokens + 1, StopTokenIds = [] }, _ =>
+        {
+            long start = System.Diagnostics.Stopwatch.GetTimestamp();
+            // The session's workers poll for 1 ms after a step and may still be warming caches, and the probe's
+            // poll as long after a reading: each side lets the other's park first, so that neither slows the other.
+            Thread.Sleep(3);
+            double bandwidth = probe.Measure(ProbePasses);
+            Thread.Sleep(3);
+            readings.Add((bandwidth, System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds));
+        });
         double linear = (session.NativeLinearTime - before).TotalMilliseconds / result.GeneratedIds.Count;
-        var decode = result.Timings.TokenLatencies.Skip(1).Select(t => t.TotalMilliseconds).Order().ToArray();
-        return new Sample(decode[decode.Length / 2], decode.Average(), decode[0], linear, string.Join(",", result.GeneratedIds));
+        var latencies = result.Timings.TokenLatencies;
+        var decode = new double[latencies.Count - 1];
+        var ratios = new double[decode.Length];
+        var floors = new double[decode.Length];
+        for (int s = 1; s < latencies.Count; s++)
+        {
+            var (bandwidth, readingMs) = readings[s - 1];
+            decode[s - 1] = latencies[s].TotalMilliseconds - readingMs;
+            floors[s - 1] = bytes / bandwidth * 1000;
+            ratios[s - 1] = decode[s - 1] / floors[s - 1];
+        }
+        Array.Sort(floors);
+        Array.Sort(ratios);
+        Array.Sort(decode);
+        return new Sample(decode[decode.Length / 2], decode[0], linear, string.Join(",", result.GeneratedIds), floors[floors.Length / 2], ratios[ratios.Length / 2]);
     }
 
     /// <summary>Weights one decode step reads: all but the embedding table, of which it gathers a single row.</summary>

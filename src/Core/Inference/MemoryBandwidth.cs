@@ -17,32 +17,60 @@ public static unsafe class MemoryBandwidth
     /// </summary>
     public static double MeasureRead(long bytes = 1L << 30, int threads = 0, int passes = 5)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(bytes, 1L << 20);
-        ArgumentOutOfRangeException.ThrowIfLessThan(passes, 1);
-        if (threads <= 0) threads = ProcessorBudget.AvailableCores();
-        long floats = bytes / sizeof(float) / 32 * 32;
-        var buffer = (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float)), 64);
-        try
+        using var probe = new Probe(bytes, threads);
+        return probe.Measure(passes);
+    }
+
+    /// <summary>
+    /// A buffer and workers kept for repeated readings, so that a benchmark can take one next to each step it times:
+    /// on a shared machine the bandwidth moves by a third within seconds. Its workers poll for a millisecond after a
+    /// reading before they park (as the decode kernel's do), so a caller timing other work waits that long first.
+    /// </summary>
+    public sealed class Probe : IDisposable
+    {
+        private readonly float* _buffer;
+        private readonly long _floats;
+        private readonly CoreWorkers _workers;
+        private readonly SumWork _work;
+        private bool _disposed;
+
+        /// <summary>Allocates and touches <paramref name="bytes"/> and starts <paramref name="threads"/> workers (0: the cores this process may use).</summary>
+        public Probe(long bytes, int threads = 0)
         {
-            for (long i = 0; i < floats; i += 1024) buffer[i] = i;
-            using var workers = new CoreWorkers(threads);
-            var work = new SumWork(buffer, floats, threads);
-            work.Prepare();
-            workers.Run(work);
+            ArgumentOutOfRangeException.ThrowIfLessThan(bytes, 1L << 20);
+            if (threads <= 0) threads = ProcessorBudget.AvailableCores();
+            _floats = bytes / sizeof(float) / 32 * 32;
+            _buffer = (float*)NativeMemory.AlignedAlloc((nuint)(_floats * sizeof(float)), 64);
+            for (long i = 0; i < _floats; i += 1024) _buffer[i] = i;
+            _workers = new CoreWorkers(threads);
+            _work = new SumWork(_buffer, _floats, threads);
+            _work.Prepare();
+            _workers.Run(_work);
+        }
+
+        /// <summary>The best of <paramref name="passes"/> read speeds over the buffer, in bytes per second.</summary>
+        public double Measure(int passes = 1)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(passes, 1);
+            ObjectDisposedException.ThrowIf(_disposed, this);
             double best = 0;
             for (int pass = 0; pass < passes; pass++)
             {
-                work.Prepare();
+                _work.Prepare();
                 long start = Stopwatch.GetTimestamp();
-                workers.Run(work);
+                _workers.Run(_work);
                 double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-                best = Math.Max(best, floats * sizeof(float) / seconds);
+                best = Math.Max(best, _floats * sizeof(float) / seconds);
             }
             return best;
         }
-        finally
+
+        public void Dispose()
         {
-            NativeMemory.AlignedFree(buffer);
+            if (_disposed) return;
+            _disposed = true;
+            _workers.Dispose();
+            NativeMemory.AlignedFree(_buffer);
         }
     }
 

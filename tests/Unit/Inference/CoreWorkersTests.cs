@@ -186,4 +186,15 @@ public sealed class CoreWorkersTests
         double bytesPerSecond = MemoryBandwidth.MeasureRead(16L << 20, 2, 2);
         Assert.InRange(bytesPerSecond, 1e8, 1e13);
     }
+
+    [Fact]
+    public void A_bandwidth_probe_reads_again_until_disposed()
+    {
+        var probe = new MemoryBandwidth.Probe(4L << 20, 2);
+        for (int i = 0; i < 3; i++) Assert.InRange(probe.Measure(), 1e8, 1e13);
+        probe.Dispose();
+        probe.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => probe.Measure());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new MemoryBandwidth.Probe(1024));
+    }
 }
