@@ -123,7 +123,7 @@ public sealed class InvokeBigModelCommand : BigModelCmdlet
     [Parameter]
     public SwitchParameter NoPrefetch { get; set; }
 
-    /// <summary>Offloaded blocks prepared ahead of the one computing.</summary>
+    /// <summary>Offloaded blocks prepared ahead of the one computing; a measured budget keeps room for them.</summary>
     [Parameter]
     [ValidateRange(1, 64)]
     public int PrefetchDepth { get; set; } = 2;
@@ -166,11 +166,6 @@ public sealed class InvokeBigModelCommand : BigModelCmdlet
                 PromptSet => Prompt.Max(p => p.Length) + MaxNewTokens,
                 _ => checkpoint.Config?.MaxPositionEmbeddings ?? 512,
             };
-            var deviceMap = InferencePlacement.Resolve(checkpoint, map, DeviceMap as string,
-                MaxMemory is null ? null : DeviceMaps.MaxMemory.FromDictionary(MaxMemory), dtype, context);
-            foreach (var line in deviceMap.Log) WriteVerbose(line);
-            WriteVerbose($"Placement: {deviceMap}");
-            RuntimeLocator.Ensure(this);
             var options = new InferenceOptions
             {
                 DType = dtype,
@@ -180,8 +175,13 @@ public sealed class InvokeBigModelCommand : BigModelCmdlet
                 Threads = Threads,
                 LinearKernel = LinearKernel,
                 DiskAccess = DiskAccess,
-                AvailableHostBytes = InferencePlacement.AvailableHostBytes(),
             };
+            var deviceMap = InferencePlacement.Resolve(checkpoint, map, DeviceMap as string,
+                MaxMemory is null ? null : DeviceMaps.MaxMemory.FromDictionary(MaxMemory), dtype, context, options.BlocksAhead);
+            foreach (var line in deviceMap.Log) WriteVerbose(line);
+            WriteVerbose($"Placement: {deviceMap}");
+            RuntimeLocator.Ensure(this);
+            options = options with { AvailableHostBytes = InferencePlacement.AvailableHostBytes() };
             var progress = new ProgressWriter(this, 2, $"Loading {checkpoint.Path}");
             InferenceSession session;
             try

@@ -23,16 +23,16 @@ try
     // Tokens the run holds, for the KV cache reserve when memory is measured: a prompt has at most one token per character.
     int context = command != "generate" ? checkpoint.Config?.MaxPositionEmbeddings ?? 512
         : maxNewTokens + (options.TryGetValue("input-ids", out var given) ? given[0].Split(',').Length : options.TryGetValue("prompt", out var pr) ? pr[0].Length : 0);
-    var map = InferencePlacement.Resolve(checkpoint, null, options.TryGetValue("device-map", out var dm) ? dm[0] : null,
-        options.TryGetValue("max-memory", out var mm) ? MaxMemory.ParseText(mm[0]) : null, dtype, context);
-    using var session = InferenceSession.Open(checkpoint, map.ToPlacement(), new InferenceOptions
+    var run = new InferenceOptions
     {
         DType = dtype,
         Prefetch = !options.ContainsKey("no-prefetch"),
         LinearKernel = options.TryGetValue("linear-kernel", out var lk) ? Kernel(lk[0]) : LinearKernel.Auto,
         DiskAccess = options.TryGetValue("disk-access", out var da) ? Access(da[0]) : DiskAccess.Auto,
-        AvailableHostBytes = InferencePlacement.AvailableHostBytes(),
-    });
+    };
+    var map = InferencePlacement.Resolve(checkpoint, null, options.TryGetValue("device-map", out var dm) ? dm[0] : null,
+        options.TryGetValue("max-memory", out var mm) ? MaxMemory.ParseText(mm[0]) : null, dtype, context, run.BlocksAhead);
+    using var session = InferenceSession.Open(checkpoint, map.ToPlacement(), run with { AvailableHostBytes = InferencePlacement.AvailableHostBytes() });
     object result = command switch
     {
         "generate" => Generate(session, options, maxNewTokens),

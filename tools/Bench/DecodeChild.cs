@@ -44,7 +44,7 @@ public static class DecodeChild
             var clock = Stopwatch.StartNew();
             IReadOnlyDictionary<string, string> placement = resident
                 ? new Dictionary<string, string> { [""] = "cpu" }
-                : InferencePlacement.Resolve(checkpoint, null, null, maxMemory is null ? null : MaxMemory.ParseText(maxMemory), null, tokens + 8).ToPlacement();
+                : InferencePlacement.Resolve(checkpoint, null, null, maxMemory is null ? null : MaxMemory.ParseText(maxMemory), null, tokens + 8, options.BlocksAhead).ToPlacement();
             using var session = InferenceSession.Open(checkpoint, placement, options with { AvailableHostBytes = memory.AvailableBytes });
             double load = clock.Elapsed.TotalSeconds;
             var result = session.Generate([1], new GenerationOptions { MaxNewTokens = tokens + 1, StopTokenIds = [] });

@@ -60,8 +60,14 @@ public sealed record InferenceOptions
     /// </summary>
     public bool Prefetch { get; init; } = true;
 
-    /// <summary>Blocks prepared ahead of the one computing (at least 1).</summary>
+    /// <summary>Blocks prepared ahead of the one computing (1 to <see cref="MaxPrefetchDepth"/>).</summary>
     public int PrefetchDepth { get; init; } = 2;
+
+    /// <summary>The deepest prefetch accepted.</summary>
+    public const int MaxPrefetchDepth = 64;
+
+    /// <summary>Blocks brought in ahead of the computing one: <see cref="PrefetchDepth"/>, or 0 without <see cref="Prefetch"/>.</summary>
+    public int BlocksAhead => Prefetch ? PrefetchDepth : 0;
 
     /// <summary>How disk-placed weights reach a CPU computation.</summary>
     public DiskAccess DiskAccess { get; init; } = DiskAccess.Auto;
@@ -111,8 +117,8 @@ public sealed record InferenceOptions
 
     internal InferenceOptions Validate()
     {
-        if (PrefetchDepth < 1 || PrefetchDepth > 64)
-            throw new Errors.BigModelException(Errors.BigModelErrorCode.InvalidArgument, $"PrefetchDepth is {PrefetchDepth}; use 1 to 64.");
+        if (PrefetchDepth < 1 || PrefetchDepth > MaxPrefetchDepth)
+            throw new Errors.BigModelException(Errors.BigModelErrorCode.InvalidArgument, $"PrefetchDepth is {PrefetchDepth}; use 1 to {MaxPrefetchDepth}.");
         if (Threads is int t && (t < 1 || t > 4096))
             throw new Errors.BigModelException(Errors.BigModelErrorCode.InvalidArgument, $"Threads is {t}; use 1 or more.");
         if (!Enum.IsDefined(DiskAccess))

@@ -24,8 +24,6 @@ public static class InferencePlacement
     /// <summary>What loading libtorch and its first kernels adds to a process (resident code, allocator pools).</summary>
     private const long TorchLoadBytes = 160L << 20;
 
-    /// <summary>Blocks prefetched ahead of the computing one (the default prefetch depth).</summary>
-    private const int PrefetchWindowBlocks = 2;
 
     /// <summary>Strategies accepted where a device map is expected.</summary>
     public static readonly IReadOnlyList<string> StrategyNames = ["auto", "sequential", "balanced", "balanced_low_0"];
@@ -39,8 +37,16 @@ public static class InferencePlacement
     /// <param name="maxMemory">Budget per device when planning; null measures this machine.</param>
     /// <param name="dtype">Dtype the weights will be computed in.</param>
     /// <param name="contextTokens">Tokens per sequence the run will hold (prompt + new tokens), for the KV cache reserve.</param>
-    public static DeviceMap Resolve(Checkpoint checkpoint, DeviceMap? map, string? mapPathOrStrategy, MaxMemory? maxMemory, DType? dtype, int contextTokens)
+    /// <param name="prefetchDepth">
+    /// Blocks the run will bring in ahead of the computing one (<see cref="InferenceOptions.PrefetchDepth"/>; 0 without
+    /// prefetch): a measured budget keeps room for that many blocks in flight besides the computing one.
+    /// </param>
+    public static DeviceMap Resolve(Checkpoint checkpoint, DeviceMap? map, string? mapPathOrStrategy, MaxMemory? maxMemory, DType? dtype, int contextTokens,
+        int prefetchDepth = 2)
     {
+        if (prefetchDepth is < 0 or > InferenceOptions.MaxPrefetchDepth)
+            throw new BigModelException(BigModelErrorCode.InvalidArgument, $"The prefetch depth is {prefetchDepth}; use 0 to {InferenceOptions.MaxPrefetchDepth}.", checkpoint.Path);
+        int window = 1 + prefetchDepth;
         if (map is not null) return map.HasSizes ? map : map.Measure(checkpoint, dtype);
         if (mapPathOrStrategy is { Length: > 0 } given && !StrategyNames.Contains(given.Trim().ToLowerInvariant()))
         {
@@ -64,13 +70,13 @@ public static class InferencePlacement
         // Streaming from disk every token: spend the same budget on the placement that reads the least per token.
         var blocks = DeviceMapPlanner.Plan(checkpoint, Options(reserve, clean: false));
         if (blocks.Budget is { } budget && budget.TryGet(Device.Cpu, out long cpuBytes)
-            && StreamingPlacement.Improve(blocks, checkpoint, cpuBytes, 1 + PrefetchWindowBlocks, dtype) is { } streaming)
+            && StreamingPlacement.Improve(blocks, checkpoint, cpuBytes, window, dtype) is { } streaming)
             return streaming;
         // Offloading: the blocks in flight (the one computing and the prefetched ones) need memory too, in page
         // cache or staging buffers, and under a container limit both count. The planner keeps one largest layer
         // back; keep the rest of the widest prefetch window back as well, so the resident part never crowds it out.
         var disk = planned.Entries.Where(e => e.Device.IsDisk).Select(e => e.Bytes ?? 0).ToList();
-        long extra = WeightPlan.WidestRun(disk, 1 + PrefetchWindowBlocks) - largest;
+        long extra = WeightPlan.WidestRun(disk, window) - largest;
         return extra > 0 ? DeviceMapPlanner.Plan(checkpoint, Options(reserve + extra)) : planned;
     }
 
