@@ -34,30 +34,36 @@ internal sealed unsafe class CachedAttention : IDisposable
     /// <summary>
     /// Attends the queries (<c>heads × headDim</c> float32 values) over positions <paramref name="first"/>..<paramref name="last"/>
     /// of caches laid out <c>[kvHeads, capacity, headDim]</c> in <paramref name="type"/>, writing <c>heads × headDim</c> outputs.
+    /// <paramref name="finite"/> says a float16 window is known to hold no infinity or NaN (<see cref="KvCache.HalfRowsFinite"/>);
+    /// otherwise each head's window is looked at first.
     /// </summary>
-    public void Run(torch.ScalarType type, float* queries, byte* keys, byte* values, int capacity, int first, int last, float* output)
+    public void Run(torch.ScalarType type, float* queries, byte* keys, byte* values, int capacity, int first, int last, float* output, bool finite = false)
     {
         ObjectDisposedException.ThrowIf(_capacity < 0, this);
         switch (type)
         {
-            case torch.ScalarType.Float32: Run<F32Weights>(queries, keys, values, capacity, first, last, output); break;
-            case torch.ScalarType.Float16: Run<F16Weights>(queries, keys, values, capacity, first, last, output); break;
-            case torch.ScalarType.BFloat16: Run<BF16Weights>(queries, keys, values, capacity, first, last, output); break;
+            case torch.ScalarType.Float32: Run<F32Weights>(queries, keys, values, capacity, first, last, output, false); break;
+            case torch.ScalarType.Float16: Run<F16Weights>(queries, keys, values, capacity, first, last, output, finite); break;
+            case torch.ScalarType.BFloat16: Run<BF16Weights>(queries, keys, values, capacity, first, last, output, false); break;
             default: throw new ArgumentOutOfRangeException(nameof(type), type, "caches are float32, float16 or bfloat16.");
         }
     }
 
-    private void Run<T>(float* queries, byte* keys, byte* values, int capacity, int first, int last, float* output) where T : struct, IWeightFormat
+    private void Run<T>(float* queries, byte* keys, byte* values, int capacity, int first, int last, float* output, bool finite) where T : struct, IWeightFormat
     {
         int count = last - first + 1;
         long window = (long)count * _headDim, rowBytes = (long)_headDim * T.ElementBytes;
-        EnsureScratch(count + _headDim + (typeof(T) == typeof(F16Weights) ? 2 * window : 0));
+        EnsureScratch(count + _headDim + (typeof(T) == typeof(F16Weights) && !finite ? 2 * window : 0));
         for (int g = 0; g < _kvHeads; g++)
         {
             byte* k = keys + ((long)g * capacity + first) * rowBytes, v = values + ((long)g * capacity + first) * rowBytes;
             if (typeof(T) != typeof(F16Weights))
             {
                 Group<T>(g, queries, k, v, count, output);
+            }
+            else if (finite)
+            {
+                Group<F16FiniteWeights>(g, queries, k, v, count, output);
             }
             else if (InputConversion.HasNonFiniteHalf((ushort*)k, window) || InputConversion.HasNonFiniteHalf((ushort*)v, window))
             {

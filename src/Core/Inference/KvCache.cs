@@ -14,12 +14,14 @@ internal sealed class KvCache : IDisposable
     private readonly Tensor?[] _keys;
     private readonly Tensor?[] _values;
     private readonly (nint Keys, nint Values, ScalarType Type)?[] _checked;  // layers Slots has validated, and where their memory is
+    private readonly int[] _finiteRows;     // per layer: leading positions whose float16 keys and values hold no infinity or NaN
 
     public KvCache(int layers, int capacity)
     {
         _keys = new Tensor?[layers];
         _values = new Tensor?[layers];
         _checked = new (nint, nint, ScalarType)?[layers];
+        _finiteRows = new int[layers];
         Capacity = capacity;
     }
 
@@ -37,6 +39,7 @@ internal sealed class KvCache : IDisposable
             throw new BigModelException(BigModelErrorCode.InferenceFailed, $"the sequence outgrew its cache ({start + t} > {Capacity} positions).");
         var keys = _keys[layer] ??= Allocate(k.shape[0], k.shape[1], k.shape[3], k.dtype, k.device);
         var values = _values[layer] ??= Allocate(v.shape[0], v.shape[1], v.shape[3], v.dtype, v.device);
+        _finiteRows[layer] = Math.Min(_finiteRows[layer], start);
         using (var slot = keys.narrow(2, start, t)) slot.copy_(k);
         using (var slot = values.narrow(2, start, t)) slot.copy_(v);
         return (keys.narrow(2, 0, start + t), values.narrow(2, 0, start + t));
@@ -51,6 +54,8 @@ internal sealed class KvCache : IDisposable
     {
         if (position >= Capacity)
             throw new BigModelException(BigModelErrorCode.InferenceFailed, $"the sequence outgrew its cache ({position + 1} > {Capacity} positions).");
+        // The caller writes this position: what was known of it no longer holds.
+        _finiteRows[layer] = Math.Min(_finiteRows[layer], position);
         // Checked once per layer: a cache tensor never moves or changes type once allocated.
         if (_checked[layer] is (nint k, nint v, var checkedType) && checkedType == type)
         {
@@ -70,6 +75,27 @@ internal sealed class KvCache : IDisposable
         _checked[layer] = ((nint)keyMemory, (nint)valueMemory, type);
     }
 
+    /// <summary>
+    /// Whether <paramref name="layer"/>'s float16 keys and values (memory from <see cref="Slots"/>) hold no infinity
+    /// or NaN at positions 0..<paramref name="last"/>, for every head. Positions found finite are remembered until
+    /// they are written again, so each token looks at its own row only instead of the whole window every step.
+    /// </summary>
+    public unsafe bool HalfRowsFinite(int layer, int kvHeads, int headDim, int last, byte* keyMemory, byte* valueMemory)
+    {
+        int from = _finiteRows[layer];
+        if (from > last) return true;
+        long rows = last + 1 - from;
+        for (int g = 0; g < kvHeads; g++)
+        {
+            long at = ((long)g * Capacity + from) * headDim;
+            if (InputConversion.HasNonFiniteHalf((ushort*)keyMemory + at, rows * headDim)
+                || InputConversion.HasNonFiniteHalf((ushort*)valueMemory + at, rows * headDim))
+                return false;
+        }
+        _finiteRows[layer] = last + 1;
+        return true;
+    }
+
     // Detached from the forward step's dispose scope: the cache outlives each step's temporaries.
     private Tensor Allocate(long batch, long kvHeads, long headDim, ScalarType type, Device device) =>
         TorchTypes.Own(empty([batch, kvHeads, Capacity, headDim], type, device));
@@ -85,5 +111,6 @@ internal sealed class KvCache : IDisposable
         Array.Clear(_keys);
         Array.Clear(_values);
         Array.Clear(_checked);
+        Array.Clear(_finiteRows);
     }
 }

@@ -127,7 +127,8 @@ internal sealed unsafe class OneTokenLayer : IDisposable
             FromFloat(_v + g * _headDim, values + at, _headDim);
         }
         int first = window is int span && position + 1 > span ? position + 1 - span : 0;
-        _attention.Run(_type, _q, keys, values, capacity, first, position, _attended);
+        bool finite = _type == ScalarType.Float16 && cache.HalfRowsFinite(layer, _kvHeads, _headDim, position, keys, values);
+        _attention.Run(_type, _q, keys, values, capacity, first, position, _attended, finite);
         Round(_attended, _heads * _headDim);
         Linear(w, "self_attn.o_proj", _attended, _heads * _headDim, _out, _hidden);
         _kernel.Warm([w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"]]);
