@@ -20,6 +20,7 @@ try
         "bench" => BenchCommand.Run(arguments),
         "kill-trials" => KillTrials.Run(arguments),
         "disk-full" => DiskFullTrial.Run(arguments),
+        "heap-trim" => HeapTrimCommand.Run(arguments),
         _ => throw new UsageException($"unknown command '{args[0]}'."),
     };
 }

@@ -32,6 +32,10 @@ internal static class Usage
               what each ended in as Markdown tables (those of docs/reliability.md). Exit 0 when every answer is the
               expected typed error.
 
+          heap-trim
+              Frees 640 MiB of heap blocks kept apart by small live allocations and trims the C heap (Linux, glibc).
+              Prints one JSON line: freedBytes, before and after (bytes of the freed blocks still resident), trimmed.
+
           kill-trials --work DIR [--target split|offload] [--trials N] [--size SIZE] [--seed N]
               Starts splits (or offload conversions) as child processes and kills them (SIGKILL) at random moments
               and phases; after each kill the destination (the offload file) must be absent, untouched, or complete
