@@ -125,8 +125,8 @@ public sealed class InvokeBigModelCommand : BigModelCmdlet
 
     /// <summary>Offloaded blocks prepared ahead of the one computing; a measured budget keeps room for them.</summary>
     [Parameter]
-    [ValidateRange(1, 64)]
-    public int PrefetchDepth { get; set; } = 2;
+    [ValidateRange(1, InferenceOptions.MaxPrefetchDepth)]
+    public int PrefetchDepth { get; set; } = InferenceOptions.DefaultPrefetchDepth;
 
     /// <summary>Where offloaded blocks compute: cpu or cuda:N (default: the first GPU of the map, else cpu).</summary>
     [Parameter]

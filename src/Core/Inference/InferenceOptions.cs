@@ -61,7 +61,10 @@ public sealed record InferenceOptions
     public bool Prefetch { get; init; } = true;
 
     /// <summary>Blocks prepared ahead of the one computing (1 to <see cref="MaxPrefetchDepth"/>).</summary>
-    public int PrefetchDepth { get; init; } = 2;
+    public int PrefetchDepth { get; init; } = DefaultPrefetchDepth;
+
+    /// <summary>Blocks prepared ahead unless told otherwise: two, so a slow moment of storage or compute is absorbed.</summary>
+    public const int DefaultPrefetchDepth = 2;
 
     /// <summary>The deepest prefetch accepted.</summary>
     public const int MaxPrefetchDepth = 64;

@@ -24,7 +24,6 @@ public static class InferencePlacement
     /// <summary>What loading libtorch and its first kernels adds to a process (resident code, allocator pools).</summary>
     private const long TorchLoadBytes = 160L << 20;
 
-
     /// <summary>Strategies accepted where a device map is expected.</summary>
     public static readonly IReadOnlyList<string> StrategyNames = ["auto", "sequential", "balanced", "balanced_low_0"];
 
@@ -42,7 +41,7 @@ public static class InferencePlacement
     /// prefetch): a measured budget keeps room for that many blocks in flight besides the computing one.
     /// </param>
     public static DeviceMap Resolve(Checkpoint checkpoint, DeviceMap? map, string? mapPathOrStrategy, MaxMemory? maxMemory, DType? dtype, int contextTokens,
-        int prefetchDepth = 2)
+        int prefetchDepth = InferenceOptions.DefaultPrefetchDepth)
     {
         if (prefetchDepth is < 0 or > InferenceOptions.MaxPrefetchDepth)
             throw new BigModelException(BigModelErrorCode.InvalidArgument, $"The prefetch depth is {prefetchDepth}; use 0 to {InferenceOptions.MaxPrefetchDepth}.", checkpoint.Path);
