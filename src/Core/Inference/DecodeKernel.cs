@@ -151,6 +151,19 @@ internal sealed unsafe class DecodeKernel : ILinearKernel, IDisposable
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="work"/> on the kernel's workers (the caller included) and returns when it is done: other
+    /// one-token work big enough to share the cores (a long attention window). Stops a running warming, as a call does.
+    /// </summary>
+    internal void RunParallel(IParallelWork work)
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _workers.Run(work);
+        }
+    }
+
     /// <summary>A weight (and bias) to multiply the call's input by, and where its float32 outputs go.</summary>
     internal readonly struct Projection(Tensor weight, Tensor? bias, float* output)
     {

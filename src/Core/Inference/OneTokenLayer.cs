@@ -53,7 +53,7 @@ internal sealed unsafe class OneTokenLayer : IDisposable
         _attended = Next(q); _out = Next(hidden); _gate = Next(intermediate); _up = Next(intermediate);
         _first = Next(q); _second = Next(q); _cos = Next(headDim); _sin = Next(headDim);
         _shape = [1, 1, hidden];
-        _attention = new CachedAttention(heads, kvHeads, headDim);
+        _attention = new CachedAttention(heads, kvHeads, headDim, kernel.Threads, kernel.RunParallel);
     }
 
     /// <summary>

@@ -26,6 +26,43 @@ public sealed unsafe class CachedAttentionTests
             Assert.Equal(actual, Run(type, heads, kvHeads, headDim, queries, keys, values, capacity, first, last, finite: true));
     }
 
+    [Theory]
+    [InlineData(ScalarType.Float16, false)]
+    [InlineData(ScalarType.Float16, true)]
+    [InlineData(ScalarType.BFloat16, false)]
+    [InlineData(ScalarType.Float32, false)]
+    public void A_long_window_is_spread_over_the_cores_with_the_same_outputs(ScalarType type, bool withInfinity)
+    {
+        const int heads = 8, kvHeads = 4, headDim = 64;
+        int last = (int)(CachedAttention.ParallelElements / (2 * kvHeads * headDim)) - 1;   // a window of 0..last is just at the threshold
+        var (keys, values, capacity) = RandomCache(type, kvHeads, headDim, last + 1, seed: 5);
+        if (withInfinity) values[(3L * capacity + 7) * headDim + 1] = BitConverter.HalfToUInt16Bits(Half.NegativeInfinity);
+        var queries = RandomValues(heads * headDim, seed: 6);
+        var serial = Run(type, heads, kvHeads, headDim, queries, keys, values, capacity, 0, last);
+
+        using var workers = new CoreWorkers(2);
+        int dispatches = 0;
+        var parallel = new float[heads * headDim];
+        using (var attention = new CachedAttention(heads, kvHeads, headDim, workers.Count, work => { dispatches++; workers.Run(work); }))
+        fixed (float* q = queries, o = parallel)
+        fixed (ushort* k = keys, v = values)
+        {
+            attention.Run(type, q, (byte*)k, (byte*)v, capacity, 0, last, o);
+            Assert.Equal(1, dispatches);
+            // One position fewer: below the threshold, on the caller alone.
+            attention.Run(type, q, (byte*)k, (byte*)v, capacity, 1, last, o);
+            Assert.Equal(1, dispatches);
+            attention.Run(type, q, (byte*)k, (byte*)v, capacity, 0, last, o);
+        }
+        Assert.Equal(serial, parallel);
+        if (!withInfinity)
+        {
+            var expected = Reference(type, heads, kvHeads, headDim, queries, keys, values, capacity, 0, last);
+            for (int i = 0; i < expected.Length; i++)
+                Assert.True(Math.Abs(parallel[i] - expected[i]) <= 1e-5 * (1 + Math.Abs(expected[i])), $"output {i}: {parallel[i]:R}, expected {expected[i]:R}");
+        }
+    }
+
     [Fact]
     public void A_float16_cache_holding_infinities_attends_as_the_exact_values_do()
     {
