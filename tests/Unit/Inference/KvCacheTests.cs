@@ -12,10 +12,7 @@ public sealed unsafe class KvCacheTests
     [Fact]
     public void Rows_found_finite_stay_so_until_written_again()
     {
-        using var cache = new KvCache(layers: 2, Capacity);
-        cache.Slots(1, KvHeads, HeadDim, 0, ScalarType.Float16, out byte* keys, out byte* values);
-        for (int p = 0; p < 4; p++) Write(cache, 1, keys, values, p);
-        Assert.True(cache.HalfRowsFinite(1, KvHeads, HeadDim, 3, keys, values));
+        using var cache = CacheWithFiniteRows(layers: 2, layer: 1, rows: 4, out byte* keys, out byte* values);
 
         // An infinity in the second head's key at position 5: windows through 5 and beyond are not finite.
         Write(cache, 1, keys, values, 4);
@@ -37,10 +34,7 @@ public sealed unsafe class KvCacheTests
     [Fact]
     public void Rows_appended_by_tensors_are_looked_at_again()
     {
-        using var cache = new KvCache(layers: 1, Capacity);
-        cache.Slots(0, KvHeads, HeadDim, 0, ScalarType.Float16, out byte* keys, out byte* values);
-        for (int p = 0; p < 6; p++) Write(cache, 0, keys, values, p);
-        Assert.True(cache.HalfRowsFinite(0, KvHeads, HeadDim, 5, keys, values));
+        using var cache = CacheWithFiniteRows(layers: 1, layer: 0, rows: 6, out byte* keys, out byte* values);
 
         // A prompt's rows 2–3 stored through the tensor path, with a NaN among the values.
         using var k = ones([1, KvHeads, 2, HeadDim], ScalarType.Float16);
@@ -51,6 +45,16 @@ public sealed unsafe class KvCacheTests
         seenValues.Dispose();
         Assert.True(Half.IsNaN(BitConverter.UInt16BitsToHalf(((ushort*)values)[(1L * Capacity + 3) * HeadDim + 3])));
         Assert.False(cache.HalfRowsFinite(0, KvHeads, HeadDim, 5, keys, values));
+    }
+
+    /// <summary>A cache whose <paramref name="layer"/> holds <paramref name="rows"/> finite rows, already found so.</summary>
+    private static KvCache CacheWithFiniteRows(int layers, int layer, int rows, out byte* keys, out byte* values)
+    {
+        var cache = new KvCache(layers, Capacity);
+        cache.Slots(layer, KvHeads, HeadDim, 0, ScalarType.Float16, out keys, out values);
+        for (int p = 0; p < rows; p++) Write(cache, layer, keys, values, p);
+        Assert.True(cache.HalfRowsFinite(layer, KvHeads, HeadDim, rows - 1, keys, values));
+        return cache;
     }
 
     /// <summary>Writes position <paramref name="p"/> of both heads, as a one-token layer does after asking for the slots.</summary>
