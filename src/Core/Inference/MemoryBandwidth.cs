@@ -41,19 +41,20 @@ public static unsafe class MemoryBandwidth
             if (threads <= 0) threads = ProcessorBudget.AvailableCores();
             _floats = bytes / sizeof(float) / 32 * 32;
             _buffer = (float*)NativeMemory.AlignedAlloc((nuint)(_floats * sizeof(float)), 64);
+            _work = new SumWork(_buffer, _floats, threads);
             try
             {
                 for (long i = 0; i < _floats; i += 1024) _buffer[i] = i;
                 _workers = new CoreWorkers(threads);
+                _work.Prepare();
+                _workers.Run(_work);
             }
             catch
             {
+                _workers?.Dispose();
                 NativeMemory.AlignedFree(_buffer);
                 throw;
             }
-            _work = new SumWork(_buffer, _floats, threads);
-            _work.Prepare();
-            _workers.Run(_work);
         }
 
         /// <summary>The best of <paramref name="passes"/> read speeds over the buffer, in bytes per second.</summary>
