@@ -8,8 +8,9 @@ namespace BigModel.Inference;
 /// while the caller computes what comes before that call (attention, norms, activations). Between its matrix-vector
 /// products a decode step has tens of microseconds of such arithmetic per projection, milliseconds per token, during
 /// which the memory bus would otherwise stand idle and the other cores spin. Lines read here go to that core's
-/// cache and, evicted, to the shared last-level cache, from where the next call reads them faster than from memory. It reads in the order the call claims its blocks, stops at <see cref="MaxBytes"/> (well inside a
-/// last-level cache, so the first lines are not evicted by the last) and is stopped by the next dispatch.
+/// cache and, evicted, to the shared last-level cache, from where the next call reads them faster than from memory.
+/// It reads in the order the call claims its blocks, stops at <see cref="MaxBytes"/> (well inside a last-level cache,
+/// so the first lines are not evicted by the last) and is stopped by the next dispatch.
 /// </summary>
 internal sealed unsafe class CacheWarming : IBackgroundWork
 {

@@ -113,11 +113,7 @@ internal sealed unsafe class CachedAttention : IDisposable
         {
             Group<T>(g, scratch, queries, k, v, count, output);
         }
-        else if (finite)
-        {
-            Group<F16FiniteWeights>(g, scratch, queries, k, v, count, output);
-        }
-        else if (InputConversion.HasNonFiniteHalf((ushort*)k, window) || InputConversion.HasNonFiniteHalf((ushort*)v, window))
+        else if (!finite && (InputConversion.HasNonFiniteHalf((ushort*)k, window) || InputConversion.HasNonFiniteHalf((ushort*)v, window)))
         {
             float* exactKeys = scratch + count + _headDim, exactValues = exactKeys + window;
             InputConversion.HalfToScaledSingle((ushort*)k, exactKeys, window, 1f);
